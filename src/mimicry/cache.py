@@ -1,0 +1,137 @@
+"""The persistent response cache: one model reply per key, shared by all workers of a run.
+
+A key is the SHA-256 of everything that determines the reply: the model digest (not its tag), the
+server-side options and the exact messages. Replies live in one SQLite file (WAL mode), so
+concurrent writers from many xdist workers and a process killed mid-write cannot corrupt it;
+a file that is corrupted anyway is detected at open, set aside with a warning and replaced. A
+per-key file lock makes sure that concurrent workers ask the model once per key: the first takes
+the lock and asks, the others wait and then read the stored reply.
+
+Errors are never cached: only a reply that the caller hands to :meth:`ResponseCache.put` is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from filelock import FileLock
+
+SCHEMA_VERSION = 1
+_LOCK_BUCKETS_HEX = 3  # 4096 lock files at most: per-key locking without a file per key
+
+
+class CacheWarning(UserWarning):
+    """Something in the cache was wrong and was set aside (never served)."""
+
+
+def cache_key(
+    *, model_digest: str, options: Mapping[str, object], messages: Sequence[Mapping[str, str]]
+) -> str:
+    """The key of one request: SHA-256 over a canonical JSON of digest, options and messages."""
+    payload = {
+        "v": SCHEMA_VERSION,
+        "model_digest": model_digest,
+        "options": dict(options),
+        "messages": [dict(m) for m in messages],
+    }
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ResponseCache:
+    """Replies keyed by :func:`cache_key`, stored in ``<directory>/replies.sqlite3``."""
+
+    def __init__(self, directory: Path, *, busy_timeout_s: float = 60.0) -> None:
+        self.directory = directory
+        self.path = directory / "replies.sqlite3"
+        self._lock_dir = directory / "locks"
+        self._busy_timeout_s = busy_timeout_s
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock_dir.mkdir(exist_ok=True)
+        self._conn = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect_and_check()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    self.path.with_name(self.path.name + suffix).unlink()
+            warnings.warn(
+                f"the response cache {str(self.path)!r} was unreadable ({exc}); it was moved to "
+                f"{str(aside)!r} and a new one started, so replies will be asked again",
+                CacheWarning,
+                stacklevel=3,
+            )
+            return self._connect_and_check()
+
+    def _connect_and_check(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS replies ("
+                " key TEXT PRIMARY KEY, value TEXT NOT NULL, stored_at REAL NOT NULL)"
+            )
+            row = conn.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check said {row!r}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def get(self, key: str) -> dict[str, object] | None:
+        """The stored reply for ``key``, or None. A damaged entry is dropped with a warning."""
+        row = self._conn.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+            if not isinstance(value, dict):
+                raise ValueError(f"expected an object, got {type(value).__name__}")
+        except ValueError as exc:
+            self.discard(key, reason=str(exc))
+            return None
+        return value
+
+    def put(self, key: str, value: Mapping[str, object]) -> None:
+        """Store (or replace) the reply for ``key``; atomic, durable against a killed process."""
+        text = json.dumps(dict(value), ensure_ascii=False)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO replies (key, value, stored_at) VALUES (?, ?, ?)",
+            (key, text, time.time()),
+        )
+
+    def discard(self, key: str, *, reason: str) -> None:
+        """Drop a damaged entry so it is asked again, and say so."""
+        self._conn.execute("DELETE FROM replies WHERE key = ?", (key,))
+        warnings.warn(
+            f"a damaged reply in the response cache was dropped and will be asked again "
+            f"(key {key[:12]}…: {reason})",
+            CacheWarning,
+            stacklevel=3,
+        )
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the cross-process lock for ``key`` (shared by keys with the same prefix)."""
+        with FileLock(str(self._lock_dir / f"{key[:_LOCK_BUCKETS_HEX]}.lock")):
+            yield
+
+    def close(self) -> None:
+        self._conn.close()

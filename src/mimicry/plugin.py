@@ -1,0 +1,540 @@
+"""The pytest plugin: options, the run plan, results across xdist, the report and the exit status.
+
+Registered once, through the ``pytest11`` entry point. It is inert unless the run includes the
+eval suite (the ``mimicry_evals_dir`` ini key, ``evals`` by default): ``pytest tests`` in the same
+environment never preflights a server.
+
+Results travel as the test reports: each eval test records one plain dict with
+``record_property``-style ``user_properties``; the controller aggregates them in
+``pytest_runtest_logreport`` (which xdist re-fires on the controller for every worker report),
+writes the report in ``pytest_sessionfinish`` and prints it in ``pytest_terminal_summary``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mimicry.core.behaviors import BEHAVIORS
+from mimicry.core.report import RunResults, build_report, render_table
+from mimicry.core.samples import error_sample, judged_sample, record_problem
+from mimicry.run import PlanError, PlannedRun, RunPlan, plan_run
+from mimicry.settings import OPTIONS, CacheMode, Settings, SettingsError, resolve
+
+PROPERTY_NAME = "mimicry"
+WORKERINPUT_KEY = "mimicry_plan"
+EVALS_DIR_INI = "mimicry_evals_dir"
+SAMPLE_PARAM = "mimicry_sample_index"
+TEST_PREFIX = "test_"
+JUDGED_CACHE_SIZE = 256
+
+#: Exit statuses beyond pytest's own (see README, "Exit status").
+EXIT_SERVER_PROBLEM = 3
+
+
+class SampleError(Exception):
+    """A sample whose reply could not be had; shown as one line, counted as an error."""
+
+
+@dataclass
+class RunState:
+    """Per-process state of an active run (kept in ``config.stash``)."""
+
+    settings: Settings
+    is_controller: bool
+    dry_run: bool = False
+    plan: RunPlan | None = None
+    dataset: Any = None
+    server: Any = None
+    reply_service: Any = None
+    judged: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)
+    sent: set[str] = field(default_factory=set)
+    results: RunResults = field(default_factory=RunResults)
+    other_failures: int = 0
+    measurement_failures: int = 0
+    started: float = field(default_factory=time.monotonic)
+    report: dict[str, Any] | None = None
+    report_error: str | None = None
+
+    def require_plan(self) -> RunPlan:
+        if self.plan is None:
+            raise RuntimeError(
+                "mimicry: the run was not planned (is the eval suite part of this run?)"
+            )
+        return self.plan
+
+
+STATE_KEY = pytest.StashKey[RunState]()
+BEHAVIOR_KEY = pytest.StashKey[str]()
+EXPLANATION_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(
+        "mimicry", "mimicry evals (each option is also an ini key mimicry_<name>)"
+    )
+    for opt in OPTIONS:
+        # default None means "not given": resolve() applies ini and built-in defaults
+        group.addoption(
+            opt.flag, dest=f"mimicry_{opt.name}", default=None, metavar=opt.metavar, help=opt.help
+        )
+        parser.addini(opt.ini, help=f"default for {opt.flag}", default=None)
+    parser.addini(
+        EVALS_DIR_INI,
+        help="the eval suite's directory; the plugin is active when a run includes it",
+        default="evals",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Plan the run before pytest starts a session (controller only).
+
+    A run that cannot start (no server, no model, bad dataset) ends here with one line and an
+    exit status, before any session output, collection or xdist worker.
+    """
+    if hasattr(config, "workerinput") or not _evals_requested(config):
+        return None
+    option = config.option
+    if (
+        getattr(option, "help", False)
+        or getattr(option, "version", False)
+        or getattr(option, "markers", False)
+    ):
+        return None
+    settings = _settings(config)
+    dry = bool(
+        option.collectonly
+        or getattr(option, "showfixtures", False)
+        or getattr(option, "show_fixtures_per_test", False)
+        or getattr(option, "setupplan", False)
+    )
+    try:
+        planned: PlannedRun = plan_run(
+            settings, cache_root=None, workers=_worker_count(config), collect_only=dry
+        )
+    except PlanError as exc:
+        if exc.exit_code == int(pytest.ExitCode.USAGE_ERROR):
+            raise pytest.UsageError(str(exc)) from None
+        sys.stderr.write(f"mimicry: {exc}\n")
+        return exc.exit_code
+    state = RunState(settings=settings, is_controller=True, dry_run=dry)
+    state.plan, state.dataset, state.server = planned.plan, planned.dataset, planned.server
+    if planned.server is not None:
+        config.add_cleanup(planned.server.stop)
+    config.stash[STATE_KEY] = state
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        plan_data = workerinput.get(WORKERINPUT_KEY)
+        if plan_data is None:
+            return
+        state = RunState(settings=_settings(config), is_controller=False)
+        state.plan = RunPlan.from_dict(plan_data)
+        config.stash[STATE_KEY] = state
+        return
+    state = _state(config)
+    if state is None or state.plan is None:
+        return
+    if state.plan.cache_mode == CacheMode.OFF.value:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"mimicry-{state.plan.run_id}-"))
+        config.add_cleanup(lambda: shutil.rmtree(run_dir, ignore_errors=True))
+        state.plan = dataclasses.replace(state.plan, cache_dir=str(run_dir))
+    elif state.plan.cache_dir is None and config.cache is not None:
+        # under pytest's cache dir, so -o cache_dir=... and --cache-clear apply to replies too
+        cache_dir = config.cache.mkdir("mimicry") / "responses"
+        state.plan = dataclasses.replace(state.plan, cache_dir=str(cache_dir))
+    config.pluginmanager.register(_Controller(config, state), "mimicry-controller")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "mimicry-xdist")
+
+
+def _settings(config: pytest.Config) -> Settings:
+    cli = {opt.name: config.getoption(f"mimicry_{opt.name}") for opt in OPTIONS}
+    ini = {opt.name: _ini(config, opt.ini) for opt in OPTIONS}
+    try:
+        return resolve(cli, ini)
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _ini(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _evals_requested(config: pytest.Config) -> bool:
+    """Whether the eval suite's directory is part of this run (an argument inside or above it)."""
+    evals_dir = (config.rootpath / str(config.getini(EVALS_DIR_INI))).resolve()
+    if not evals_dir.is_dir():
+        return False
+    args = config.args or [str(config.invocation_params.dir)]
+    for arg in args:
+        path = Path(arg.split("::", 1)[0])
+        if not path.is_absolute():
+            path = config.invocation_params.dir / path
+        path = path.resolve()
+        if path == evals_dir or evals_dir in path.parents or path in evals_dir.parents:
+            return True
+    return False
+
+
+def _state(config: pytest.Config) -> RunState | None:
+    return config.stash.get(STATE_KEY, None)
+
+
+def run_state(config: pytest.Config) -> RunState:
+    """The active run's state; a clear error when the eval suite is not part of this run."""
+    state = _state(config)
+    if state is None or state.plan is None:
+        raise pytest.UsageError(
+            "mimicry fixtures are used outside the eval suite: the plugin is active only when the "
+            f"run includes the directory set by the ini key {EVALS_DIR_INI!r}"
+        )
+    return state
+
+
+def _worker_count(config: pytest.Config) -> int:
+    """How many processes will ask for replies: xdist's ``-n`` (before xdist resolves it), or 1."""
+    n = getattr(config.option, "numprocesses", None)
+    if n in ("auto", "logical"):
+        return os.cpu_count() or 1
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is None or not state.is_controller or state.plan is None or state.dry_run:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    plan = state.plan
+    reporter.write_line(
+        f"mimicry: {plan.model} via {plan.backend} at {plan.host}, {len(plan.indices)} samples, "
+        f"num_ctx {plan.num_ctx}, num_predict {plan.options['num_predict']}, "
+        f"response cache {plan.cache_mode}"
+    )
+    for note in plan.notes:
+        reporter.write_line(f"mimicry: {note}")
+
+
+class _XdistHooks:
+    """Hooks that exist only when xdist is installed."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        state = _state(node.config)
+        if state is not None and state.plan is not None:
+            node.workerinput[WORKERINPUT_KEY] = state.plan.to_dict()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if SAMPLE_PARAM not in metafunc.fixturenames:
+        return
+    state = _state(metafunc.config)
+    if state is None or state.plan is None:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: an eval test outside the eval suite's directory "
+            f"(ini key {EVALS_DIR_INI!r}); run it through that directory"
+        )
+    plan = state.plan
+    metafunc.parametrize(SAMPLE_PARAM, plan.indices, ids=[str(i) for i in plan.sample_ids])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SAMPLE_PARAM not in getattr(item, "fixturenames", ()):
+            continue
+        name = getattr(item, "originalname", item.name)
+        behavior = name[len(TEST_PREFIX) :] if name.startswith(TEST_PREFIX) else name
+        if behavior not in BEHAVIORS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: an eval test must be named test_<behavior> with a behavior from "
+                f"{', '.join(BEHAVIORS)}; got {name!r}"
+            )
+        item.stash[BEHAVIOR_KEY] = behavior
+
+
+# -- what the fixtures call ---------------------------------------------------------------
+
+
+def dataset_rows(config: pytest.Config) -> Any:
+    """The run's dataset (loaded once per process, memory-mapped)."""
+    state = run_state(config)
+    if state.dataset is None:
+        from mimicry.dataset import DatasetSpec, load_rows
+
+        plan = state.require_plan()
+        state.dataset = load_rows(DatasetSpec(plan.dataset["id_or_path"], plan.dataset["split"]))
+    return state.dataset
+
+
+def reply_service(config: pytest.Config) -> Any:
+    """The run's reply service (model client behind the response cache), one per process."""
+    state = run_state(config)
+    if state.reply_service is None:
+        from mimicry.cache import ResponseCache
+        from mimicry.client import ModelClient, RetryPolicy, auth_headers
+        from mimicry.replies import ReplyService
+
+        plan = state.require_plan()
+        settings = state.settings
+        mode = CacheMode(plan.cache_mode)
+        if mode is CacheMode.OFF:
+            # no reuse across runs, but within the run each sample is still asked once: the
+            # workers share a cache that lives only as long as the run
+            mode = CacheMode.USE
+        client = None
+        if mode is not CacheMode.REPLAY:
+            client = ModelClient(
+                plan.host,
+                retry=RetryPolicy(
+                    attempts=settings.retries + 1, timeout_s=settings.request_timeout
+                ),
+                headers=auth_headers(os.environ),
+            )
+        cache = ResponseCache(Path(plan.cache_dir)) if plan.cache_dir else None
+        state.reply_service = ReplyService(
+            client=client,
+            model=plan.model,
+            model_digest=plan.model_digest,
+            options=plan.options,
+            cache=cache,
+            mode=mode,
+        )
+    return state.reply_service
+
+
+def judge_sample(config: pytest.Config, index: int, record: dict[str, Any]) -> dict[str, Any]:
+    """The sample's result dict (reply fetched once, judged once per process, then reused)."""
+    from mimicry.client import OllamaError
+    from mimicry.core.prompt import render_messages
+    from mimicry.replies import ReplayMiss
+
+    state = run_state(config)
+    if index in state.judged:
+        state.judged.move_to_end(index)
+        return state.judged[index]
+    plan = state.require_plan()
+    sample_id = str(record.get("id", index))
+    problem = record_problem(record)
+    if problem is not None:
+        result = error_sample(
+            sample_id=sample_id, index=index, reason=f"dataset row: {problem}", prompt_chars=None
+        )
+    else:
+        messages = render_messages(record, plan.prompt_template)
+        try:
+            fetched = reply_service(config).fetch(messages)
+        except (OllamaError, ReplayMiss) as exc:
+            result = error_sample(
+                sample_id=sample_id, index=index, reason=str(exc), prompt_chars=len(f"{record}")
+            )
+        else:
+            result = judged_sample(
+                sample_id=sample_id,
+                index=index,
+                record=record,
+                reply=fetched.reply.to_dict(),
+                num_ctx=plan.num_ctx,
+                cached=fetched.cached,
+            )
+    state.judged[index] = result
+    if len(state.judged) > JUDGED_CACHE_SIZE:
+        state.judged.popitem(last=False)
+    return result
+
+
+@dataclass(frozen=True)
+class BehaviorCheck:
+    """One behavior of one sample, as the eval test sees it."""
+
+    behavior: str
+    sample_id: str
+    shown: bool
+    explanation: str
+
+
+def check_behavior(item: pytest.Item, index: int, record: dict[str, Any]) -> BehaviorCheck:
+    """Judge the item's behavior on its sample; record the result on the item's reports.
+
+    A sample without a verdict (null) skips the test; a sample without a reply raises
+    :class:`SampleError` (an error, not a failure).
+    """
+    config = item.config
+    state = run_state(config)
+    behavior = item.stash[BEHAVIOR_KEY]
+    sample = judge_sample(config, index, record)
+    sample_id = str(sample["id"])
+    payload: dict[str, Any] = {"behavior": behavior, "sample_id": sample_id, "sample": None}
+    if sample_id not in state.sent:
+        payload["sample"] = sample
+        state.sent.add(sample_id)
+    item.user_properties.append((PROPERTY_NAME, payload))
+    if sample["status"] == "error":
+        raise SampleError(f"sample {sample_id}: {sample['error']}")
+    verdict = sample["behaviors"][behavior]
+    if verdict is None:
+        pytest.skip(f"not judged: {', '.join(sample['flags']) or 'no verdict'}")
+    explanation = str(sample.get("explanations", {}).get(behavior, ""))
+    item.stash[EXPLANATION_KEY] = explanation
+    return BehaviorCheck(behavior, sample_id, bool(verdict), explanation)
+
+
+# -- results and reports --------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if BEHAVIOR_KEY not in item.stash or not report.failed:
+        return report
+    # failures are measurements: one informative line each, not a traceback
+    if call.excinfo is not None and call.excinfo.errisinstance(SampleError):
+        report.longrepr = str(call.excinfo.value)
+    elif (
+        report.when == "call"
+        and call.excinfo is not None
+        and call.excinfo.errisinstance(AssertionError)
+    ):
+        report.longrepr = (
+            f"{item.stash[BEHAVIOR_KEY]} not shown: {item.stash.get(EXPLANATION_KEY, '')}"
+        )
+    return report
+
+
+class _Controller:
+    """The controller's side of a run: aggregates results, gates the exit status, writes reports.
+
+    Registered in ``pytest_configure`` on the controller only (never on an xdist worker), so
+    every hook here sees every report exactly once.
+    """
+
+    def __init__(self, config: pytest.Config, state: RunState) -> None:
+        self.config = config
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = next((v for k, v in report.user_properties if k == PROPERTY_NAME), None)
+        if payload is not None and report.when != "teardown":
+            self.state.results.add(payload)
+        if not report.failed:
+            return
+        if payload is None:
+            self.state.other_failures += 1
+        elif report.when == "call" and (payload.get("sample") or {}).get("status") != "error":
+            self.state.measurement_failures += 1
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.state.other_failures += 1
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        if state.plan is None or state.dry_run:
+            return
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        planned = len(state.plan.indices)
+        seen = len(state.results.samples)
+        errors = state.results.error_count
+        over_budget = not state.settings.max_errors.allows(errors, max(seen, 1))
+        run = state.plan.report_run()
+        run.update(
+            duration_s=round(time.monotonic() - state.started, 3),
+            complete=not interrupted and seen >= planned,
+            exit_status=None,
+            errors=errors,
+            error_budget=state.settings.max_errors.describe(),
+        )
+        if interrupted:
+            run["incomplete_reason"] = "interrupted"
+        elif seen < planned:
+            run["incomplete_reason"] = f"{planned - seen} of {planned} samples were not evaluated"
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            if state.other_failures:
+                status = int(pytest.ExitCode.TESTS_FAILED)
+            elif over_budget:
+                status = EXIT_SERVER_PROBLEM
+            else:
+                status = int(pytest.ExitCode.OK)  # failed eval tests are measurements
+            session.exitstatus = status
+        run["exit_status"] = int(session.exitstatus)
+        record_keys = list(self._record_keys())
+        state.report = build_report(run, state.results, record_keys)
+        target = state.settings.report_json
+        if target is not None:
+            try:
+                _write_json(target, state.report)
+            except OSError as exc:
+                state.report_error = f"could not write --report-json {str(target)!r}: {exc}"
+                session.exitstatus = int(pytest.ExitCode.INTERNAL_ERROR)
+
+    def _record_keys(self) -> list[str]:
+        ds = self.state.dataset
+        return list(ds.column_names) if ds is not None else []
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        try:
+            self._summary(terminalreporter)
+        except Exception as exc:  # noqa: BLE001 - the summary must never crash the session
+            terminalreporter.write_line(f"mimicry: could not print the summary: {exc!r}")
+
+    def _summary(self, tr: Any) -> None:
+        state = self.state
+        report = state.report
+        if report is None:
+            return
+        run = report["run"]
+        tr.write_sep("=", f"mimicry: {run['model']} ({run['backend']})")
+        tr.write_line(
+            f"{len(report['samples'])} samples of {run['dataset']['id_or_path']}, "
+            f"num_ctx {run['options']['num_ctx']}, {run['duration_s']:.1f}s"
+        )
+        for line in render_table(report):
+            tr.write_line(line)
+        if state.settings.report_json is not None and state.report_error is None:
+            tr.write_line(f"report: {state.settings.report_json}")
+        if state.report_error:
+            tr.write_line(f"mimicry: {state.report_error}", red=True)
+        errors = run["errors"]
+        if errors:
+            verdict = "within" if run["exit_status"] != EXIT_SERVER_PROBLEM else "over"
+            tr.write_line(
+                f"mimicry: {errors} sample(s) had no reply ({verdict} the error budget of "
+                f"{run['error_budget']}, --max-errors)",
+                red=verdict == "over",
+            )
+        if not run["complete"]:
+            tr.write_line(
+                f"mimicry: the run is incomplete: {run.get('incomplete_reason')}", yellow=True
+            )
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.state.server is not None:
+            self.state.server.stop()
+            self.state.server = None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8", errors="surrogatepass") as fh:
+        json.dump(data, fh, ensure_ascii=True, indent=1)
+        fh.write("\n")
+    tmp.replace(path)

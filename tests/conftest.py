@@ -1,0 +1,26 @@
+"""Settings for the project's own tests (not the eval suite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "lmsys-arena-sample"
+REAL_ROWS_JSONL = SHARED_SAMPLE_DIR / "train-first32.jsonl"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Warnings are errors in the project's own tests, but not in users' eval runs, where a
+    # deprecation warning from a dependency must not turn a measurement into a failure.
+    for item in items:
+        item.add_marker(pytest.mark.filterwarnings("error"))
+
+
+@pytest.fixture(scope="session")
+def real_rows_path() -> Path:
+    """The 32 real dataset rows in ../shared (read in place, never copied into the repo)."""
+    if not REAL_ROWS_JSONL.is_file():
+        pytest.fail(f"the shared sample rows are missing: {REAL_ROWS_JSONL}")
+    return REAL_ROWS_JSONL

@@ -1,0 +1,105 @@
+"""Bad input and broken servers: one precise message, the right exit status, no test run."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.conftest import REAL_ROWS_JSONL
+from tests.fake_ollama import FakeOllama
+from tests.plugin.conftest import Suite, dataset_args
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_named_server_down_is_one_message_and_exit_3(suite: Suite) -> None:
+    port = _closed_port()
+    result = suite.run(f"--ollama-host=http://127.0.0.1:{port}", f"--dataset={REAL_ROWS_JSONL}")
+
+    assert result.ret == 3
+    # exactly one line, before any session output
+    assert result.stderr.lines == [
+        f"mimicry: no Ollama server answers at 'http://127.0.0.1:{port}' (cannot connect: "
+        "[Errno 111] Connection refused, 2 attempt(s)): start it with `ollama serve`, or pass "
+        "--ollama-host / set OLLAMA_HOST"
+    ]
+    assert result.stdout.lines == []
+
+
+def test_missing_model_says_what_to_pull(suite: Suite, fake_ollama: FakeOllama) -> None:
+    result = suite.run(f"--ollama-host={fake_ollama.url}", "--model=qwen2:0.5b", f"--dataset={REAL_ROWS_JSONL}")
+
+    assert result.ret == 3
+    result.stderr.re_match_lines([r".*ollama pull qwen2:0\.5b.*"])
+    assert fake_ollama.requests["/api/chat"] == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--response-cache-mode=sometimes", r".*--response-cache-mode 'sometimes': unknown value; choose one of use, refresh, off, replay"),
+        ("--samples=lots", r".*--samples 'lots': expected a whole number"),
+        ("--max-errors=150%", r".*--max-errors '150%': a share must be between 0 and 1.*"),
+        ("--prompt-template=yaml", r".*--prompt-template 'yaml': unknown template.*"),
+    ],
+)
+def test_bad_option_is_a_usage_error_naming_the_value(suite: Suite, option: str, message: str) -> None:
+    result = suite.run(option)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.re_match_lines([message])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sample-ids=1,2"], r".*--sample-ids: 2 id\(s\) not in the dataset: \['1', '2'\].*"),
+        (["--samples=33"], r".*--samples 33: the dataset has only 32 rows; pass --samples all.*"),
+        (["--dataset=nowhere.jsonl"], r".*--dataset 'nowhere.jsonl': no such file"),
+        (["--dataset=rows.txt"], r".*unsupported file type '.txt'.*"),
+    ],
+)
+def test_bad_dataset_selection_is_a_usage_error(
+    suite: Suite, fake_ollama: FakeOllama, args: list[str], message: str
+) -> None:
+    (suite.pytester.path / "rows.txt").write_text("x")
+    base = [f"--ollama-host={fake_ollama.url}", f"--model={fake_ollama.model}", f"--dataset={REAL_ROWS_JSONL}"]
+    result = suite.run(*base, *args)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.re_match_lines([message])
+    assert fake_ollama.requests["/api/chat"] == 0
+
+
+def test_collect_only_needs_no_server(suite: Suite) -> None:
+    result = suite.run(f"--ollama-host=http://127.0.0.1:{_closed_port()}", f"--dataset={REAL_ROWS_JSONL}",
+                       "--sample-ids=887722,1594211", "--collect-only", "-q")
+
+    assert result.ret == 0
+    result.stdout.re_match_lines([r"evals/test_copies_braces.py::test_copies_braces\[887722\]"])
+    result.stdout.re_match_lines([r"8 tests collected.*"])
+
+
+def test_plugin_is_inert_outside_the_eval_suite(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_other="def test_ok():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:xdist", "--ollama-host=http://127.0.0.1:9")
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+
+
+def test_ini_keys_set_options(suite: Suite, fake_ollama: FakeOllama) -> None:
+    suite.pytester.makeini(
+        f"[pytest]\nmimicry_ollama_host = {fake_ollama.url}\nmimicry_model = {fake_ollama.model}\n"
+        f"mimicry_dataset = {REAL_ROWS_JSONL}\nmimicry_sample_ids = 887722\nmimicry_seed = 9\n"
+    )
+    result = suite.run("--seed=11")
+
+    assert result.ret == 0
+    assert fake_ollama.requests["/api/chat"] == 1
+    assert fake_ollama.chat_bodies[0]["options"]["seed"] == 11  # the command line beats the ini file
