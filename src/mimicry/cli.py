@@ -1,0 +1,211 @@
+"""``python -m mimicry``: reports and comparisons of stored runs, without rerunning a model.
+
+- ``python -m mimicry compare BASELINE.json CURRENT.json [--gate G]... [--max-regression R]...
+  [--alpha A] [--md PATH] [--html PATH]``
+- ``python -m mimicry report CURRENT.json [--gate G]... [--md PATH] [--html PATH]``
+
+Both print the same terminal section as the pytest plugin and share its exit status: 0 when
+every gate passes (samples that did not mimic are measurements, not failures), 1 when a gate
+fails, 3 when an output file cannot be written, 4 for a usage error (a bad gate string, an
+unreadable or invalid report), always as one line on stderr, never a traceback. ``--md`` also
+appends the summary to ``$GITHUB_STEP_SUMMARY`` when that variable is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn, TextIO
+
+from mimicry.core.compare import (
+    Comparison,
+    ReportError,
+    compare_reports,
+    load_report,
+    render_comparison,
+)
+from mimicry.core.gates import (
+    DEFAULT_ALPHA,
+    REGRESSION_FORMS,
+    THRESHOLD_FORMS,
+    Gate,
+    GateError,
+    GateOutcome,
+    evaluate_gates,
+    parse_alpha,
+    parse_gate,
+    parse_regression,
+    render_gate_outcomes,
+)
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_WRITE_FAILED = 3  # as the plugin when --report-json cannot be written
+EXIT_USAGE = 4  # pytest's ExitCode.USAGE_ERROR
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message is the one line to print."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as :class:`UsageError` instead of exiting with 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m mimicry`` argument parser."""
+    parser = _Parser(
+        prog="python -m mimicry",
+        description="Compare and report stored mimicry runs (JSON reports from --report-json).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    compare = commands.add_parser(
+        "compare",
+        help="compare a run with a baseline, sample by sample",
+        description="Paired comparison of two reports on the samples judged in both.",
+    )
+    compare.add_argument("baseline", help="the baseline report (JSON)")
+    compare.add_argument("current", help="the current report (JSON)")
+    _add_gate_options(compare)
+    compare.add_argument(
+        "--max-regression",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help=f"fail on a significant regression: {_help(REGRESSION_FORMS)}",
+    )
+    compare.add_argument(
+        "--alpha",
+        default=str(DEFAULT_ALPHA),
+        help=f"significance level of --max-regression (default {DEFAULT_ALPHA})",
+    )
+    report = commands.add_parser(
+        "report", help="summarize one run", description="Summarize one stored report."
+    )
+    report.add_argument("current", help="the report (JSON)")
+    _add_gate_options(report)
+    return parser
+
+
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help=f"fail unless the current run meets a threshold: {_help(THRESHOLD_FORMS)}",
+    )
+    parser.add_argument("--md", metavar="PATH", help="write the Markdown summary here")
+    parser.add_argument("--html", metavar="PATH", help="write the HTML report (with plots) here")
+
+
+def _help(text: str) -> str:
+    return text.replace("%", "%%")  # argparse %-formats help strings
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run the command line; return the exit status."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+        gates = _parse_gates(args)
+        current = load_report(args.current)
+        baseline = load_report(args.baseline) if args.command == "compare" else None
+    except (UsageError, GateError, ReportError) as exc:
+        err.write(f"mimicry: error: {exc}\n")
+        return EXIT_USAGE
+    comparison = compare_reports(baseline, current) if baseline is not None else None
+    try:
+        outcomes = evaluate_gates(gates, current, comparison)
+    except GateError as exc:
+        err.write(f"mimicry: error: {exc}\n")
+        return EXIT_USAGE
+    for line in render_summary(current, comparison, outcomes):
+        out.write(line + "\n")
+    try:
+        _write_outputs(args, current, baseline, comparison, outcomes, out, environ)
+    except OSError as exc:
+        err.write(f"mimicry: error: could not write a report: {exc}\n")
+        return EXIT_WRITE_FAILED
+    return EXIT_GATE_FAILED if any(not o.passed for o in outcomes) else EXIT_OK
+
+
+def render_summary(
+    report: Mapping[str, Any],
+    comparison: Comparison | None,
+    outcomes: Sequence[GateOutcome],
+) -> list[str]:
+    """The terminal text: the run's behavior table, the comparison, then the gate outcomes."""
+    from mimicry.core.compare import printable
+    from mimicry.core.report import render_table
+    from mimicry.reports import run_headline
+
+    title, headline = run_headline(report)
+    lines = [f"== {printable(title)} ==", printable(headline, 300)]
+    lines += [printable(line, 300) for line in render_table(report)]
+    if comparison is not None:
+        lines.append("")
+        lines += render_comparison(comparison)
+    if outcomes:
+        lines.append("")
+        lines += render_gate_outcomes(outcomes)
+    return lines
+
+
+def _parse_gates(args: argparse.Namespace) -> list[Gate]:
+    gates: list[Gate] = [parse_gate(text) for text in args.gate]
+    if args.command == "compare":
+        alpha = parse_alpha(args.alpha)
+        gates += [parse_regression(text, alpha=alpha) for text in args.max_regression]
+    return gates
+
+
+def _write_outputs(
+    args: argparse.Namespace,
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    comparison: Comparison | None,
+    outcomes: Sequence[GateOutcome],
+    out: TextIO,
+    environ: Mapping[str, str] | None,
+) -> None:
+    if args.md:
+        from mimicry.reports.markdown import append_step_summary, render_markdown, write_markdown
+
+        markdown = render_markdown(
+            current, comparison=comparison, baseline=baseline, outcomes=outcomes
+        )
+        out.write(f"markdown: {write_markdown(args.md, markdown)}\n")
+        summary = append_step_summary(markdown, environ)
+        if summary is not None:
+            out.write(f"markdown appended to $GITHUB_STEP_SUMMARY ({summary})\n")
+    if args.html:
+        from mimicry.reports.html import render_html, write_html
+
+        page = render_html(current, comparison=comparison, baseline=baseline, outcomes=outcomes)
+        out.write(f"html: {write_html(args.html, page)}\n")
+
+
+def run() -> NoReturn:
+    """The console entry point: :func:`main` with the process's streams, as an exit status."""
+    # a report can name files or models in any script; never fail on a terminal's encoding
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m mimicry.cli`
+    run()
