@@ -143,9 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
         plan_data = workerinput.get(WORKERINPUT_KEY)
         if plan_data is None:
             return
-        state = RunState(settings=_settings(config), is_controller=False)
-        state.plan = RunPlan.from_dict(plan_data)
-        config.stash[STATE_KEY] = state
+        worker_state = RunState(settings=_settings(config), is_controller=False)
+        worker_state.plan = RunPlan.from_dict(plan_data)
+        config.stash[STATE_KEY] = worker_state
         return
     state = _state(config)
     if state is None or state.plan is None:
@@ -158,6 +158,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # under pytest's cache dir, so -o cache_dir=... and --cache-clear apply to replies too
         cache_dir = config.cache.mkdir("mimicry") / "responses"
         state.plan = dataclasses.replace(state.plan, cache_dir=str(cache_dir))
+    if config.option.tbstyle == "auto":
+        # failed eval tests are measurements: one line each in the short summary, no tracebacks
+        # (pass --tb=short to see the FAILURES section)
+        config.option.tbstyle = "no"
     config.pluginmanager.register(_Controller(config, state), "mimicry-controller")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "mimicry-xdist")
@@ -430,13 +434,13 @@ class _Controller:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = next((v for k, v in report.user_properties if k == PROPERTY_NAME), None)
-        if payload is not None and report.when != "teardown":
+        if isinstance(payload, dict) and report.when != "teardown":
             self.state.results.add(payload)
         if not report.failed:
             return
         if payload is None:
-            self.state.other_failures += 1
-        elif report.when == "call" and (payload.get("sample") or {}).get("status") != "error":
+            self.state.other_failures += 1  # not a measurement: keeps the exit status non-zero
+        elif report.when == "call":
             self.state.measurement_failures += 1
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:

@@ -184,7 +184,7 @@ def plan_run(
         host, explicit = resolve_host(settings.ollama_host, env)
     except ValueError as exc:
         raise usage_error(str(exc)) from None
-    common = {
+    common: dict[str, Any] = {
         "run_id": uuid.uuid4().hex[:12],
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "prompt_template": settings.prompt_template,
@@ -262,9 +262,7 @@ def _choose_backend(settings: Settings, host: str, explicit: bool) -> BackendNam
     return "ollama" if server_answers(host) else "embedded"
 
 
-def _start_embedded(
-    settings: Settings, host: str, explicit: bool, workers: int, longest: int
-) -> Any:
+def _start_embedded(settings: Settings, host: str, workers: int, longest: int) -> Any:
     from mimicry.embedded.launcher import (
         EmbeddedServer,
         EmbeddedServerError,

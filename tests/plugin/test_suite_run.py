@@ -79,17 +79,23 @@ def test_errors_within_the_budget_exit_zero(suite: Suite, fake_ollama: FakeOllam
     assert result.ret == 0
 
 
-def test_plain_answers_are_measured_failures_and_exit_zero(suite: Suite) -> None:
+def test_plain_answers_are_measured_failures_and_exit_zero(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
     with FakeOllama(reply=plain_answer) as fake:
         result = suite.run(*dataset_args(fake, "--report-json=r.json"))
 
     assert result.ret == 0
     result.assert_outcomes(failed=4 * N_SAMPLES)
-    # one informative line per failure, no traceback
+    # one informative line per failure, no traceback and no FAILURES section
     result.stdout.re_match_lines(
-        [r"_+ test_copies_braces\[887722\] _+", r"copies_braces not shown: reply starts with 'Here is an answer.*"]
+        [r"FAILED evals/test_copies_braces.py::test_copies_braces\[887722\] - copies_braces not shown: "
+         r"reply starts with 'Here is an answer.*"]
     )
+    assert len([line for line in result.outlines if "887722" in line]) == 4
     result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*= FAILURES =*")
     assert suite.report()["behaviors"]["truncates"]["rate"] == 0.0
 
 
