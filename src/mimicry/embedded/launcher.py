@@ -1,0 +1,254 @@
+"""Run the embedded server as a child process, for the pytest plugin and other tools.
+
+The child runs `python -m mimicry.serve` on a free loopback port in its own process group
+(so a terminal's Ctrl-C reaches the parent, which then decides), announces its URL through a
+ready file, and writes its log to a file rather than to the parent's terminal. It dies with
+its parent: it watches its parent's pid and its stdin pipe, so even a SIGKILLed pytest leaves
+no server behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import mimicry
+from mimicry.embedded.model import (
+    ModelFileError,
+    bundled_gguf_path,
+    default_model_name,
+    normalize_model_name,
+)
+
+ENGINE_MODULES: Final = ("xllamacpp", "starlette", "uvicorn")
+ENGINE_INSTALL_COMMAND: Final = "pip install -e '.[embedded]'"
+_STOP_GRACE_SECONDS: Final = 10.0
+_LOG_TAIL_LINES: Final = 20
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be started (the message holds the end of its log)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedSpec:
+    """What the embedded server serves and how."""
+
+    gguf: Path | None = None  # None: the bundled SmolLM2
+    model_name: str | None = None  # None: BUNDLED_MODEL_NAME, or the gguf's file stem
+    parallel: int = 1
+    ctx_size: int = 8192  # per slot
+    threads: int | None = None  # None: half the CPUs (llama.cpp's threads hate contention)
+
+    def __post_init__(self) -> None:
+        if self.parallel < 1:
+            raise ValueError(f"EmbeddedSpec(parallel={self.parallel!r}): must be at least 1")
+        if self.ctx_size < 16:
+            raise ValueError(
+                f"EmbeddedSpec(ctx_size={self.ctx_size!r}): must be at least 16 tokens"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"EmbeddedSpec(threads={self.threads!r}): must be at least 1")
+
+
+def embedded_available() -> str | None:
+    """None when the embedded server can run here, else a one-line reason with the fix."""
+    missing = [name for name in ENGINE_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return (
+            f"the embedded engine is not installed ({', '.join(missing)} missing); "
+            f"install it with `{ENGINE_INSTALL_COMMAND}`"
+        )
+    try:
+        bundled_gguf_path()
+    except ModelFileError as exc:
+        return str(exc)
+    return None
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = text.strip().splitlines()[-lines:]
+    return "\n".join(kept) if kept else "(the log is empty)"
+
+
+class EmbeddedServer:
+    """The embedded server in a child process; a context manager that starts and stops it."""
+
+    def __init__(self, spec: EmbeddedSpec, *, startup_timeout: float = 120.0) -> None:
+        """Prepare (not start) a server for `spec`; `start()` waits up to `startup_timeout`."""
+        if startup_timeout <= 0:
+            raise ValueError(f"startup_timeout={startup_timeout!r}: must be positive seconds")
+        self._spec = spec
+        self._startup_timeout = startup_timeout
+        self._model_name = normalize_model_name(spec.model_name or default_model_name(spec.gguf))
+        self._lock = threading.RLock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. http://127.0.0.1:40123 (only once started)."""
+        if self._url is None:
+            raise EmbeddedServerError("the embedded server is not running; call start() first")
+        return self._url
+
+    @property
+    def model_name(self) -> str:
+        """The name the model is served under, as /api/tags lists it."""
+        return self._model_name
+
+    @property
+    def pid(self) -> int:
+        """The server process's id (only once started)."""
+        if self._process is None:
+            raise EmbeddedServerError("the embedded server is not running; call start() first")
+        return self._process.pid
+
+    def command(self, ready_file: Path) -> list[str]:
+        """The command line that runs the server for this spec (its files beside ready_file)."""
+        spec = self._spec
+        command = [
+            sys.executable,
+            "-m",
+            "mimicry.serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready_file),
+            "--model-name",
+            self._model_name,
+            "--parallel",
+            str(spec.parallel),
+            "--ctx-size",
+            str(spec.ctx_size),
+            "--parent-pid",
+            str(os.getpid()),
+            "--exit-on-stdin-eof",
+            "--orphan-cleanup-dir",
+            str(ready_file.parent),
+        ]
+        if spec.gguf is not None:
+            command += ["--gguf", str(spec.gguf)]
+        if spec.threads is not None:
+            command += ["--threads", str(spec.threads)]
+        return command
+
+    def start(self) -> str:
+        """Start the server and wait until it accepts connections; return its base URL.
+
+        Raises EmbeddedServerError with the end of the server's log if it exits or does not
+        become ready within the startup timeout.
+        """
+        with self._lock:
+            if self._process is not None and self._url is not None:
+                return self._url
+            workdir = Path(tempfile.mkdtemp(prefix="mimicry-embedded-"))
+            ready_file = workdir / "url"
+            log_file = workdir / "server.log"
+            env = dict(os.environ)
+            # The child must import this very copy of mimicry, installed or not.
+            source_root = str(Path(mimicry.__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (source_root, env.get("PYTHONPATH", "")) if p
+            )
+            try:
+                with open(log_file, "wb") as log:
+                    process = subprocess.Popen(
+                        self.command(ready_file),
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                        env=env,
+                        start_new_session=True,
+                    )
+            except OSError as exc:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from exc
+            self._process = process
+            self._workdir = workdir
+            atexit.register(self.stop)
+
+            deadline = time.monotonic() + self._startup_timeout
+            while True:
+                url = self._read_ready(ready_file)
+                if url:
+                    self._url = url
+                    return url
+                status = process.poll()
+                if status is not None:
+                    self._fail(f"exited with status {status} before it was ready", log_file)
+                if time.monotonic() > deadline:
+                    self._fail(
+                        f"was not ready within {self._startup_timeout:g} s "
+                        "(raise startup_timeout on a slow machine)",
+                        log_file,
+                    )
+                time.sleep(0.02)
+
+    @staticmethod
+    def _read_ready(ready_file: Path) -> str:
+        try:
+            return ready_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return ""
+
+    def _fail(self, what: str, log_file: Path) -> None:
+        tail = _tail(log_file)
+        command = " ".join(self.command(Path("<ready-file>")))
+        self.stop()
+        raise EmbeddedServerError(
+            f"the embedded server ({command}) {what}; the end of its log:\n{tail}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM to its process group, then SIGKILL); safe to repeat."""
+        with self._lock:
+            process, self._process = self._process, None
+            workdir, self._workdir = self._workdir, None
+            self._url = None
+            if process is not None:
+                atexit.unregister(self.stop)
+                if process.poll() is None:
+                    self._signal_group(process, signal.SIGTERM)
+                    try:
+                        process.wait(timeout=_STOP_GRACE_SECONDS)
+                    except subprocess.TimeoutExpired:
+                        self._signal_group(process, signal.SIGKILL)
+                        process.wait()
+                if process.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        process.stdin.close()
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    @staticmethod
+    def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        # The child leads its own session, so its group id is its pid.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,220 @@
+"""Starting and stopping the embedded server as a child process."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mimicry.embedded import (
+    BUNDLED_MODEL_NAME,
+    EmbeddedServer,
+    EmbeddedServerError,
+    EmbeddedSpec,
+    embedded_available,
+)
+from tests.embedded.fakes import tiny_gguf
+
+SMALL = EmbeddedSpec(ctx_size=512, threads=1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (an exited child nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/api/version", timeout=2)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+def test_importing_the_package_loads_no_engine() -> None:
+    code = (
+        "import sys, mimicry.embedded; "
+        "print(sorted(m for m in ('xllamacpp', 'starlette', 'uvicorn') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert done.stdout.strip() == "[]"
+
+
+def test_spec_rejects_impossible_values() -> None:
+    with pytest.raises(ValueError, match="parallel=0"):
+        EmbeddedSpec(parallel=0)
+    with pytest.raises(ValueError, match="ctx_size=8"):
+        EmbeddedSpec(ctx_size=8)
+    with pytest.raises(ValueError, match="threads=0"):
+        EmbeddedSpec(threads=0)
+
+
+def test_names_default_to_the_bundle_or_the_file_stem() -> None:
+    assert EmbeddedServer(EmbeddedSpec()).model_name == BUNDLED_MODEL_NAME
+    assert EmbeddedServer(EmbeddedSpec(gguf=Path("/m/Qwen2-0.5B.gguf"))).model_name == (
+        "Qwen2-0.5B:latest"
+    )
+    assert EmbeddedServer(EmbeddedSpec(model_name="qwen2:0.5b")).model_name == "qwen2:0.5b"
+
+
+def test_an_unstarted_server_has_no_url_or_pid() -> None:
+    server = EmbeddedServer(SMALL)
+
+    with pytest.raises(EmbeddedServerError, match="call start"):
+        _ = server.url
+    with pytest.raises(EmbeddedServerError, match="call start"):
+        _ = server.pid
+    server.stop()  # harmless
+
+
+def test_availability_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name == "xllamacpp" else real_find_spec(name),
+    )
+
+    reason = embedded_available()
+
+    assert reason is not None
+    assert "xllamacpp" in reason
+    assert "pip install -e '.[embedded]'" in reason
+
+
+def test_a_missing_model_file_fails_with_the_log(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    server = EmbeddedServer(EmbeddedSpec(gguf=tmp_path / "missing.gguf"), startup_timeout=60)
+
+    with pytest.raises(EmbeddedServerError) as excinfo:
+        server.start()
+
+    message = str(excinfo.value)
+    assert "exited with status 2 before it was ready" in message
+    assert "missing.gguf" in message
+    assert "no such file" in message
+
+
+@pytest.mark.slow
+def test_a_file_llama_cpp_cannot_load_fails_with_the_log(tmp_path: Path) -> None:
+    pytest.importorskip("xllamacpp")
+    # A valid GGUF header without tensor data: readable metadata, unloadable model.
+    gguf = tiny_gguf(tmp_path / "headers-only.gguf")
+    server = EmbeddedServer(EmbeddedSpec(gguf=gguf, ctx_size=512), startup_timeout=60)
+
+    with pytest.raises(EmbeddedServerError) as excinfo:
+        server.start()
+
+    assert "exited with status 1" in str(excinfo.value)
+    assert "llama.cpp could not load" in str(excinfo.value)
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_a_startup_timeout_stops_the_child() -> None:
+    if (reason := embedded_available()) is not None:
+        pytest.skip(reason)
+    server = EmbeddedServer(SMALL, startup_timeout=0.01)
+
+    with pytest.raises(EmbeddedServerError, match=r"was not ready within 0\.01 s"):
+        server.start()
+    with pytest.raises(EmbeddedServerError, match="call start"):
+        _ = server.pid
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_a_second_server_gets_its_own_port_and_stops_cleanly(
+    embedded_server: EmbeddedServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    second = EmbeddedServer(SMALL)
+    url = second.start()
+    pid = second.pid
+    try:
+        assert url != embedded_server.url
+        assert url.startswith("http://127.0.0.1:")
+        for base in (url, embedded_server.url):
+            reply = httpx.post(
+                f"{base}/api/generate",
+                json={"model": BUNDLED_MODEL_NAME, "prompt": "Hi", "stream": False,
+                      "options": {"num_predict": 2}},
+            )  # fmt: skip
+            assert reply.status_code == 200
+    finally:
+        second.stop()
+
+    assert _wait_gone(pid, timeout=5)
+    assert _refused(url)
+    second.stop()  # idempotent
+    # The first server is untouched, and nothing the servers said reached this test's output.
+    assert httpx.get(f"{embedded_server.url}/api/tags").status_code == 200
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_the_server_dies_with_a_sigkilled_parent() -> None:
+    if (reason := embedded_available()) is not None:
+        pytest.skip(reason)
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from mimicry.embedded import EmbeddedServer, EmbeddedSpec
+        server = EmbeddedServer(EmbeddedSpec(ctx_size=512, threads=1))
+        print(server.start(), server.pid, server._workdir, flush=True)
+        time.sleep(120)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line, parent.stderr.read() if parent.stderr else "no output"
+        url, pid_text, workdir = line.split()
+        pid = int(pid_text)
+        assert httpx.get(f"{url}/api/version").status_code == 200
+    finally:
+        parent.kill()
+        parent.communicate()
+
+    try:
+        # Generous: the server notices within a fraction of a second and shuts down at once.
+        assert _wait_gone(pid, timeout=10), f"embedded server {pid} outlived its parent"
+        assert _refused(url)
+        # The dead parent cannot delete its ready file and log; the server did.
+        assert not Path(workdir).exists()
+    finally:
+        if _alive(pid):  # leave no orphan behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
