@@ -36,11 +36,14 @@ PROPERTY_NAME = "mimicry"
 WORKERINPUT_KEY = "mimicry_plan"
 EVALS_DIR_INI = "mimicry_evals_dir"
 SAMPLE_PARAM = "mimicry_sample_index"
+REPEAT_PARAM = "mimicry_repeat"
 TEST_PREFIX = "test_"
 JUDGED_CACHE_SIZE = 256
 
 #: Exit statuses beyond pytest's own (see README, "Exit status").
 EXIT_SERVER_PROBLEM = 3
+#: A run whose last this-many samples all had no reply stops early: the server is broken.
+CONSECUTIVE_ERRORS_TO_STOP = 10
 
 
 class SampleError(Exception):
@@ -58,8 +61,9 @@ class RunState:
     dataset: Any = None
     server: Any = None
     reply_service: Any = None
-    judged: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)
-    sent: set[str] = field(default_factory=set)
+    judged: OrderedDict[tuple[int, int], dict[str, Any]] = field(default_factory=OrderedDict)
+    sent: set[tuple[str, int]] = field(default_factory=set)
+    baseline: dict[str, Any] | None = None
     results: RunResults = field(default_factory=RunResults)
     other_failures: int = 0
     measurement_failures: int = 0
@@ -87,9 +91,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for opt in OPTIONS:
         # default None means "not given": resolve() applies ini and built-in defaults
         group.addoption(
-            opt.flag, dest=f"mimicry_{opt.name}", default=None, metavar=opt.metavar, help=opt.help
+            opt.flag,
+            dest=f"mimicry_{opt.name}",
+            default=None,
+            metavar=opt.metavar,
+            help=opt.help,
+            action="append" if opt.multiple else "store",
         )
-        parser.addini(opt.ini, help=f"default for {opt.flag}", default=None)
+        if opt.multiple:
+            parser.addini(opt.ini, help=f"default for {opt.flag} (one per line)", type="linelist")
+        else:
+            parser.addini(opt.ini, help=f"default for {opt.flag}", default=None)
     parser.addini(
         EVALS_DIR_INI,
         help="the eval suite's directory; the plugin is active when a run includes it",
@@ -114,6 +126,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     ):
         return None
     settings = _settings(config)
+    baseline = _load_baseline(settings)
     dry = bool(
         option.collectonly
         or getattr(option, "showfixtures", False)
@@ -129,12 +142,24 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             raise pytest.UsageError(str(exc)) from None
         sys.stderr.write(f"mimicry: {exc}\n")
         return exc.exit_code
-    state = RunState(settings=settings, is_controller=True, dry_run=dry)
+    state = RunState(settings=settings, is_controller=True, dry_run=dry, baseline=baseline)
     state.plan, state.dataset, state.server = planned.plan, planned.dataset, planned.server
     if planned.server is not None:
         config.add_cleanup(planned.server.stop)
     config.stash[STATE_KEY] = state
     return None
+
+
+def _load_baseline(settings: Settings) -> dict[str, Any] | None:
+    """Read --baseline before anything runs: a bad file is a usage error, not a late surprise."""
+    if settings.baseline is None:
+        return None
+    from mimicry.core.compare import ReportError, load_report
+
+    try:
+        return load_report(settings.baseline)
+    except ReportError as exc:
+        raise pytest.UsageError(f"--baseline: {exc}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -178,6 +203,8 @@ def _settings(config: pytest.Config) -> Settings:
 
 def _ini(config: pytest.Config, name: str) -> str | None:
     value = config.getini(name)
+    if isinstance(value, list):  # a linelist option: one value per line
+        return "\n".join(str(v) for v in value) or None
     return value if isinstance(value, str) and value.strip() else None
 
 
@@ -257,6 +284,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
     plan = state.plan
     metafunc.parametrize(SAMPLE_PARAM, plan.indices, ids=[str(i) for i in plan.sample_ids])
+    repeat = state.settings.repeat
+    if repeat > 1 and REPEAT_PARAM in metafunc.fixturenames:
+        metafunc.parametrize(REPEAT_PARAM, range(repeat), ids=[f"r{r}" for r in range(repeat)])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -323,16 +353,18 @@ def reply_service(config: pytest.Config) -> Any:
     return state.reply_service
 
 
-def judge_sample(config: pytest.Config, index: int, record: dict[str, Any]) -> dict[str, Any]:
+def judge_sample(
+    config: pytest.Config, index: int, record: dict[str, Any], repeat: int = 0
+) -> dict[str, Any]:
     """The sample's result dict (reply fetched once, judged once per process, then reused)."""
     from mimicry.client import OllamaError
     from mimicry.core.prompt import render_messages
     from mimicry.replies import ReplayMiss
 
     state = run_state(config)
-    if index in state.judged:
-        state.judged.move_to_end(index)
-        return state.judged[index]
+    if (index, repeat) in state.judged:
+        state.judged.move_to_end((index, repeat))
+        return state.judged[(index, repeat)]
     plan = state.require_plan()
     sample_id = str(record.get("id", index))
     problem = record_problem(record)
@@ -343,7 +375,7 @@ def judge_sample(config: pytest.Config, index: int, record: dict[str, Any]) -> d
     else:
         messages = render_messages(record, plan.prompt_template)
         try:
-            fetched = reply_service(config).fetch(messages)
+            fetched = reply_service(config).fetch(messages, repeat)
         except (OllamaError, ReplayMiss) as exc:
             result = error_sample(
                 sample_id=sample_id, index=index, reason=str(exc), prompt_chars=len(f"{record}")
@@ -357,7 +389,8 @@ def judge_sample(config: pytest.Config, index: int, record: dict[str, Any]) -> d
                 num_ctx=plan.num_ctx,
                 cached=fetched.cached,
             )
-    state.judged[index] = result
+    result["repeat"] = repeat
+    state.judged[(index, repeat)] = result
     if len(state.judged) > JUDGED_CACHE_SIZE:
         state.judged.popitem(last=False)
     return result
@@ -373,7 +406,9 @@ class BehaviorCheck:
     explanation: str
 
 
-def check_behavior(item: pytest.Item, index: int, record: dict[str, Any]) -> BehaviorCheck:
+def check_behavior(
+    item: pytest.Item, index: int, record: dict[str, Any], repeat: int = 0
+) -> BehaviorCheck:
     """Judge the item's behavior on its sample; record the result on the item's reports.
 
     A sample without a verdict (null) skips the test; a sample without a reply raises
@@ -382,12 +417,17 @@ def check_behavior(item: pytest.Item, index: int, record: dict[str, Any]) -> Beh
     config = item.config
     state = run_state(config)
     behavior = item.stash[BEHAVIOR_KEY]
-    sample = judge_sample(config, index, record)
+    sample = judge_sample(config, index, record, repeat)
     sample_id = str(sample["id"])
-    payload: dict[str, Any] = {"behavior": behavior, "sample_id": sample_id, "sample": None}
-    if sample_id not in state.sent:
+    payload: dict[str, Any] = {
+        "behavior": behavior,
+        "sample_id": sample_id,
+        "repeat": repeat,
+        "sample": None,
+    }
+    if (sample_id, repeat) not in state.sent:
         payload["sample"] = sample
-        state.sent.add(sample_id)
+        state.sent.add((sample_id, repeat))
     item.user_properties.append((PROPERTY_NAME, payload))
     if sample["status"] == "error":
         raise SampleError(f"sample {sample_id}: {sample['error']}")
@@ -431,17 +471,56 @@ class _Controller:
     def __init__(self, config: pytest.Config, state: RunState) -> None:
         self.config = config
         self.state = state
+        self.session: pytest.Session | None = None
+        self.stopped_for_errors: str | None = None
+        self.consecutive_errors = 0
+        self.comparison: Any = None
+        self.outcomes: tuple[Any, ...] = ()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    @property
+    def planned_samples(self) -> int:
+        return len(self.state.require_plan().indices) * self.state.settings.repeat
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = next((v for k, v in report.user_properties if k == PROPERTY_NAME), None)
         if isinstance(payload, dict) and report.when != "teardown":
             self.state.results.add(payload)
+            sample = payload.get("sample")
+            if isinstance(sample, dict):
+                self._watch_errors(sample)
         if not report.failed:
             return
         if payload is None:
             self.state.other_failures += 1  # not a measurement: keeps the exit status non-zero
         elif report.when == "call":
             self.state.measurement_failures += 1
+
+    def _watch_errors(self, sample: dict[str, Any]) -> None:
+        """End the run early once the error budget cannot be met or the server is clearly broken."""
+        if sample.get("status") != "error":
+            self.consecutive_errors = 0
+            return
+        self.consecutive_errors += 1
+        errors = self.state.results.error_count
+        budget = self.state.settings.max_errors
+        reason = None
+        if not budget.allows(errors, self.planned_samples):
+            reason = (
+                f"{errors} sample(s) had no reply, over the error budget of {budget.describe()}"
+            )
+        elif self.consecutive_errors >= CONSECUTIVE_ERRORS_TO_STOP:
+            reason = f"the last {self.consecutive_errors} samples all had no reply"
+        if reason is None or self.stopped_for_errors:
+            return
+        self.stopped_for_errors = f"mimicry: stopping early: {reason} (last: {sample.get('error')})"
+        if self.session is not None:
+            self.session.shouldstop = self.stopped_for_errors
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None:  # xdist's controller loop watches its own flag
+            dsession.shouldstop = self.stopped_for_errors
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -453,24 +532,31 @@ class _Controller:
         if state.plan is None or state.dry_run:
             return
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        planned = len(state.plan.indices)
+        planned = self.planned_samples
         seen = len(state.results.samples)
         errors = state.results.error_count
         over_budget = not state.settings.max_errors.allows(errors, max(seen, 1))
         run = state.plan.report_run()
         run.update(
             duration_s=round(time.monotonic() - state.started, 3),
+            repeat=state.settings.repeat,
             complete=not interrupted and seen >= planned,
             exit_status=None,
             errors=errors,
             error_budget=state.settings.max_errors.describe(),
         )
-        if interrupted:
+        if self.stopped_for_errors:
+            run["incomplete_reason"] = self.stopped_for_errors.removeprefix("mimicry: ")
+        elif interrupted:
             run["incomplete_reason"] = "interrupted"
         elif seen < planned:
             run["incomplete_reason"] = f"{planned - seen} of {planned} samples were not evaluated"
-        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            if state.other_failures:
+        report = build_report(run, state.results, self._record_keys())
+        gates_failed = self._gate(report)
+        if self.stopped_for_errors:
+            session.exitstatus = EXIT_SERVER_PROBLEM
+        elif exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            if state.other_failures or gates_failed:
                 status = int(pytest.ExitCode.TESTS_FAILED)
             elif over_budget:
                 status = EXIT_SERVER_PROBLEM
@@ -478,15 +564,69 @@ class _Controller:
                 status = int(pytest.ExitCode.OK)  # failed eval tests are measurements
             session.exitstatus = status
         run["exit_status"] = int(session.exitstatus)
-        record_keys = list(self._record_keys())
-        state.report = build_report(run, state.results, record_keys)
-        target = state.settings.report_json
-        if target is not None:
+        report["run"] = run
+        state.report = report
+        self._write_reports(session, report)
+
+    def _gate(self, report: dict[str, Any]) -> bool:
+        """Compare with the baseline and evaluate the gates; True when a gate failed."""
+        from mimicry.core.compare import compare_reports
+        from mimicry.core.gates import evaluate_gates
+
+        settings = self.state.settings
+        if self.state.baseline is not None:
+            self.comparison = compare_reports(
+                self.state.baseline, report, min_share=settings.min_consistency
+            )
+            report["comparison"] = self.comparison.to_dict()
+        gates = (*settings.gates, *settings.regressions)
+        if not gates:
+            return False
+        self.outcomes = evaluate_gates(gates, report, self.comparison)
+        report["gates"] = [o.to_dict() for o in self.outcomes]
+        return any(not o.passed for o in self.outcomes)
+
+    def _write_reports(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        settings = self.state.settings
+        writers: list[tuple[str, Path | None, Any]] = [
+            ("--report-json", settings.report_json, lambda p: _write_json(p, report)),
+            ("--save-baseline", settings.save_baseline, lambda p: _write_json(p, report)),
+            ("--report-md", settings.report_md, self._write_markdown),
+            ("--report-html", settings.report_html, self._write_html),
+        ]
+        for flag, path, write in writers:
+            if path is None:
+                continue
             try:
-                _write_json(target, state.report)
+                write(path)
             except OSError as exc:
-                state.report_error = f"could not write --report-json {str(target)!r}: {exc}"
+                self.state.report_error = f"could not write {flag} {str(path)!r}: {exc}"
                 session.exitstatus = int(pytest.ExitCode.INTERNAL_ERROR)
+
+    def _write_markdown(self, path: Path) -> None:
+        from mimicry.reports.markdown import append_step_summary, render_markdown, write_markdown
+
+        assert self.state.report is not None
+        md = render_markdown(
+            self.state.report,
+            comparison=self.comparison,
+            baseline=self.state.baseline,
+            outcomes=self.outcomes,
+        )
+        write_markdown(path, md)
+        append_step_summary(md)
+
+    def _write_html(self, path: Path) -> None:
+        from mimicry.reports.html import render_html, write_html
+
+        assert self.state.report is not None
+        page = render_html(
+            self.state.report,
+            comparison=self.comparison,
+            baseline=self.state.baseline,
+            outcomes=self.outcomes,
+        )
+        write_html(path, page)
 
     def _record_keys(self) -> list[str]:
         ds = self.state.dataset
@@ -499,25 +639,47 @@ class _Controller:
             terminalreporter.write_line(f"mimicry: could not print the summary: {exc!r}")
 
     def _summary(self, tr: Any) -> None:
+        from mimicry.core.compare import render_comparison
+        from mimicry.core.gates import render_gate_outcomes
+
         state = self.state
         report = state.report
         if report is None:
             return
         run = report["run"]
         tr.write_sep("=", f"mimicry: {run['model']} ({run['backend']})")
+        repeats = f" x {run['repeat']} repeats" if run.get("repeat", 1) > 1 else ""
         tr.write_line(
-            f"{len(report['samples'])} samples of {run['dataset']['id_or_path']}, "
+            f"{len(run['dataset']['sample_ids'])} samples{repeats} of {run['dataset']['id_or_path']}, "
             f"num_ctx {run['options']['num_ctx']}, {run['duration_s']:.1f}s"
         )
         for line in render_table(report):
             tr.write_line(line)
-        if state.settings.report_json is not None and state.report_error is None:
-            tr.write_line(f"report: {state.settings.report_json}")
+        if self.comparison is not None:
+            tr.write_sep("-", "compared with the baseline")
+            for line in render_comparison(self.comparison):
+                tr.write_line(line)
+        if self.outcomes:
+            tr.write_sep("-", "gates")
+            for line in render_gate_outcomes(self.outcomes):
+                tr.write_line(line)
+        written = [
+            str(p)
+            for p in (
+                state.settings.report_json,
+                state.settings.save_baseline,
+                state.settings.report_md,
+                state.settings.report_html,
+            )
+            if p is not None
+        ]
+        if written and state.report_error is None:
+            tr.write_line(f"reports: {', '.join(written)}")
         if state.report_error:
             tr.write_line(f"mimicry: {state.report_error}", red=True)
         errors = run["errors"]
         if errors:
-            verdict = "within" if run["exit_status"] != EXIT_SERVER_PROBLEM else "over"
+            verdict = "over" if run["exit_status"] == EXIT_SERVER_PROBLEM else "within"
             tr.write_line(
                 f"mimicry: {errors} sample(s) had no reply ({verdict} the error budget of "
                 f"{run['error_budget']}, --max-errors)",

@@ -61,17 +61,26 @@ class ReplyService:
         self._mode = mode
         self.model_calls = 0
 
-    def key(self, messages: Sequence[Mapping[str, str]]) -> str:
-        return cache_key(model_digest=self._digest, options=self._options, messages=messages)
+    def options_for(self, repeat: int) -> dict[str, object]:
+        """The request options of repeat ``repeat``: repeat r is asked with seed ``seed + r``."""
+        if repeat == 0:
+            return self._options
+        seed = self._options.get("seed")
+        return {**self._options, "seed": (seed if isinstance(seed, int) else 0) + repeat}
 
-    def fetch(self, messages: Sequence[Mapping[str, str]]) -> Fetched:
+    def key(self, messages: Sequence[Mapping[str, str]], repeat: int = 0) -> str:
+        options = self.options_for(repeat)
+        return cache_key(model_digest=self._digest, options=options, messages=messages)
+
+    def fetch(self, messages: Sequence[Mapping[str, str]], repeat: int = 0) -> Fetched:
         """The reply to ``messages``: stored if allowed and present, else asked once and stored.
 
         Raises the client's errors (never cached) and :class:`ReplayMiss`.
         """
+        options = self.options_for(repeat)
         if self._cache is None:
-            return Fetched(self._ask(messages), cached=False)
-        key = self.key(messages)
+            return Fetched(self._ask(messages, options), cached=False)
+        key = self.key(messages, repeat)
         if self._mode is CacheMode.REPLAY:
             stored = self._stored(key)
             if stored is None:
@@ -91,7 +100,7 @@ class ReplyService:
                 stored = self._stored(key)
                 if stored is not None:
                     return Fetched(stored, cached=True)
-            reply = self._ask(messages)
+            reply = self._ask(messages, options)
             self._cache.put(key, reply.to_dict())
         return Fetched(reply, cached=False)
 
@@ -106,7 +115,9 @@ class ReplyService:
             self._cache.discard(key, reason=str(exc))
             return None
 
-    def _ask(self, messages: Sequence[Mapping[str, str]]) -> ChatReply:
+    def _ask(
+        self, messages: Sequence[Mapping[str, str]], options: Mapping[str, object]
+    ) -> ChatReply:
         assert self._client is not None
         self.model_calls += 1
-        return self._client.chat(self._model, messages, self._options)
+        return self._client.chat(self._model, messages, options)

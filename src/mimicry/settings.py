@@ -12,7 +12,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mimicry.core.prompt import DEFAULT_TEMPLATE, TEMPLATES
 
@@ -50,6 +50,7 @@ class OptionSpec:
     default: str | None
     help: str
     metavar: str = "VALUE"
+    multiple: bool = False  # may be given several times (one value per line in the ini file)
 
     @property
     def flag(self) -> str:
@@ -148,6 +149,39 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "PATH",
     ),
     OptionSpec("embedded_model_name", None, "name the embedded server gives the GGUF file", "NAME"),
+    OptionSpec(
+        "repeat",
+        "1",
+        "ask each sample K times, with seeds seed, seed+1, ... (use a temperature above 0)",
+        "K",
+    ),
+    OptionSpec("baseline", None, "compare this run with a saved report, sample by sample", "PATH"),
+    OptionSpec("save_baseline", None, "save this run's report as a baseline file", "PATH"),
+    OptionSpec(
+        "gate",
+        None,
+        "fail the run (exit 1) unless a rate meets a threshold: 'copies_braces>=0.30', "
+        "'truncates.upper<=0.5', 'copies_braces@0.8>=0.3' (may be repeated)",
+        "GATE",
+        multiple=True,
+    ),
+    OptionSpec(
+        "max_regression",
+        None,
+        "with --baseline, fail the run when a behavior moved by more than TOL in the forbidden "
+        "direction and McNemar's test says so: 'preserves_keys:0.05[:down|up|any]' (repeatable)",
+        "BEHAVIOR:TOL[:DIR]",
+        multiple=True,
+    ),
+    OptionSpec("alpha", "0.05", "significance level of --max-regression", "ALPHA"),
+    OptionSpec(
+        "min_consistency",
+        "0.5",
+        "with --repeat, a sample passes when at least this share of its repeats pass",
+        "SHARE",
+    ),
+    OptionSpec("report_md", None, "write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)", "PATH"),
+    OptionSpec("report_html", None, "write a self-contained HTML report with charts", "PATH"),
 )
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
 
@@ -197,6 +231,15 @@ class Settings:
     max_errors: ErrorBudget
     embedded_gguf: Path | None
     embedded_model_name: str | None
+    repeat: int
+    baseline: Path | None
+    save_baseline: Path | None
+    gates: tuple[Any, ...]  # mimicry.core.gates.ThresholdGate
+    regressions: tuple[Any, ...]  # mimicry.core.gates.RegressionGate
+    alpha: float
+    min_consistency: float
+    report_md: Path | None
+    report_html: Path | None
     given: frozenset[str] = field(default=frozenset())  # option names the user set (CLI or ini)
 
     def was_given(self, name: str) -> bool:
@@ -221,7 +264,10 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         cli_value = cli.get(opt.name)
         ini_value = ini.get(opt.name)
         if cli_value is not None:
-            raw[opt.name] = str(cli_value)
+            if isinstance(cli_value, list | tuple):
+                raw[opt.name] = "\n".join(str(v) for v in cli_value)
+            else:
+                raw[opt.name] = str(cli_value)
             given.add(opt.name)
         elif ini_value not in (None, ""):
             raw[opt.name] = ini_value
@@ -253,6 +299,15 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
             f"--prompt-template {template!r}: unknown template; choose one of {', '.join(sorted(TEMPLATES))}"
         )
     num_ctx_text = req("num_ctx").strip().lower()
+    gates, regressions, alpha = _gates(text("gate"), text("max_regression"), req("alpha"), given)
+    min_consistency = _float("min_consistency", req("min_consistency"), minimum=0.0)
+    if min_consistency > 1:
+        raise SettingsError(f"--min-consistency {min_consistency!r}: must be between 0 and 1")
+    if regressions and text("baseline") is None:
+        raise SettingsError(
+            "--max-regression needs a baseline to compare with: pass --baseline PATH "
+            "(a report saved earlier with --save-baseline or --report-json)"
+        )
     return Settings(
         model=req("model"),
         ollama_host=text("ollama_host"),
@@ -275,8 +330,43 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         max_errors=parse_error_budget(req("max_errors")),
         embedded_gguf=_path(text("embedded_gguf")),
         embedded_model_name=text("embedded_model_name"),
+        repeat=_int("repeat", req("repeat"), minimum=1),
+        baseline=_path(text("baseline")),
+        save_baseline=_path(text("save_baseline")),
+        gates=gates,
+        regressions=regressions,
+        alpha=alpha,
+        min_consistency=min_consistency,
+        report_md=_path(text("report_md")),
+        report_html=_path(text("report_html")),
         given=frozenset(given),
     )
+
+
+def _gates(
+    gate_text: str | None, regression_text: str | None, alpha_text: str, given: set[str]
+) -> tuple[tuple[Any, ...], tuple[Any, ...], float]:
+    """Parse gate strings (one per line) with the messages of mimicry.core.gates."""
+    from mimicry.core.gates import GateError, parse_alpha, parse_gate, parse_regression
+
+    def source(name: str) -> str:
+        return OPTIONS_BY_NAME[name].flag
+
+    try:
+        alpha = parse_alpha(alpha_text, source=source("alpha"))
+        gates = tuple(
+            parse_gate(line.strip(), source=source("gate"))
+            for line in (gate_text or "").splitlines()
+            if line.strip()
+        )
+        regressions = tuple(
+            parse_regression(line.strip(), alpha=alpha, source=source("max_regression"))
+            for line in (regression_text or "").splitlines()
+            if line.strip()
+        )
+    except GateError as exc:
+        raise SettingsError(str(exc)) from None
+    return gates, regressions, alpha
 
 
 def parse_error_budget(value: str) -> ErrorBudget:

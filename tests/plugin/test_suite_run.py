@@ -65,12 +65,24 @@ def test_replay_never_calls_the_model_and_a_miss_is_an_error(suite: Suite, fake_
     result = suite.run(*dataset_args(fake_ollama, "--response-cache-mode=replay", "--report-json=r.json"))
 
     assert fake_ollama.requests["/api/chat"] == 0
+    # the default error budget is 0: the first sample without a reply ends the run
     assert result.ret == 3
-    result.assert_outcomes(errors=4 * N_SAMPLES)
+    result.stdout.re_match_lines([r".*stopping early: 1 sample\(s\) had no reply, over the error budget of 0 sample\(s\).*"])
     result.stdout.re_match_lines([r".*no stored reply for this sample.*replay never asks the model.*"])
     report = suite.report()
-    assert {s["status"] for s in report["samples"]} == {"error"}
-    assert report["behaviors"]["copies_braces"]["errors"] == N_SAMPLES
+    assert report["run"]["complete"] is False
+    assert report["run"]["exit_status"] == 3
+    assert [s["status"] for s in report["samples"]] == ["error"]
+
+
+def test_a_broken_server_stops_the_run_after_ten_errors_in_a_row(suite: Suite, fake_ollama: FakeOllama) -> None:
+    all_ids = "--samples=all"
+    args = [f"--ollama-host={fake_ollama.url}", f"--model={fake_ollama.model}", f"--dataset={REAL_ROWS_JSONL}"]
+    result = suite.run(*args, all_ids, "--response-cache-mode=replay", "--max-errors=100%", "--report-json=r.json")
+
+    assert result.ret == 3
+    result.stdout.re_match_lines([r".*stopping early: the last 10 samples all had no reply.*"])
+    assert len(suite.report()["samples"]) == 10
 
 
 def test_errors_within_the_budget_exit_zero(suite: Suite, fake_ollama: FakeOllama) -> None:

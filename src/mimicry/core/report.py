@@ -17,28 +17,31 @@ SCHEMA_VERSION = 1
 
 
 class RunResults:
-    """Every sample result of a run and which behavior tests ran for which sample."""
+    """Every sample result of a run and which behavior tests ran for which sample.
+
+    Samples are keyed by ``(id, repeat)``: with ``--repeat K`` a dataset row has K results.
+    """
 
     def __init__(self) -> None:
-        self.samples: dict[str, dict[str, Any]] = {}
-        self.ran: dict[str, set[str]] = {name: set() for name in BEHAVIORS}
+        self.samples: dict[tuple[str, int], dict[str, Any]] = {}
+        self.ran: dict[str, set[tuple[str, int]]] = {name: set() for name in BEHAVIORS}
 
     def add(self, payload: Mapping[str, Any]) -> None:
-        """Take one test's payload: ``{"behavior", "sample_id", "sample": dict | None}``.
+        """Take one test's payload: ``{"behavior", "sample_id", "repeat", "sample": dict | None}``.
 
         A worker sends the full sample dict with the first test of that sample it reports and
         only the id afterwards, so the sample dict is kept from whichever report carries it.
         """
-        sample_id = str(payload["sample_id"])
+        key = (str(payload["sample_id"]), int(payload.get("repeat") or 0))
         behavior = payload.get("behavior")
         if behavior in self.ran:
-            self.ran[behavior].add(sample_id)
+            self.ran[behavior].add(key)
         sample = payload.get("sample")
         if isinstance(sample, Mapping):
-            known = self.samples.get(sample_id)
+            known = self.samples.get(key)
             # an error recorded by one worker never hides a reply another worker got
             if known is None or (known.get("status") == "error" and sample.get("status") == "ok"):
-                self.samples[sample_id] = dict(sample)
+                self.samples[key] = dict(sample)
 
     @property
     def error_count(self) -> int:
@@ -46,6 +49,11 @@ class RunResults:
 
     def behaviors_run(self) -> list[str]:
         return [name for name in BEHAVIORS if self.ran[name]]
+
+
+def sample_key(sample: Mapping[str, Any]) -> tuple[str, int]:
+    """How a sample result is identified: its dataset id and its repeat number."""
+    return (str(sample.get("id")), int(sample.get("repeat") or 0))
 
 
 def summarize_behavior(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str, Any]:
@@ -102,12 +110,16 @@ def build_report(
     """The JSON report of a run (see README, "The JSON report")."""
     samples = sorted(
         results.samples.values(),
-        key=lambda s: (s.get("index") is None, s.get("index"), s.get("id")),
+        key=lambda s: (s.get("index") is None, s.get("index"), s.get("repeat") or 0, str(s.get("id"))),
     )
+    repeated = any(s.get("repeat") for s in samples)
     behaviors = {}
     for name in results.behaviors_run():
         ran = results.ran[name]
-        behaviors[name] = summarize_behavior((s for s in samples if str(s.get("id")) in ran), name)
+        chosen = [s for s in samples if sample_key(s) in ran]
+        behaviors[name] = summarize_behavior(chosen, name)
+        if repeated:
+            behaviors[name].update(_clustered(chosen, name))
     return {
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
@@ -115,6 +127,23 @@ def build_report(
         "key_preservation": key_preservation(samples, record_keys),
         "metrics": {"shorter_than_input": _shorter_than_input(samples)},
         "samples": samples,
+    }
+
+
+def _clustered(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str, Any]:
+    """With repeats, the interval is cluster-robust by sample (repeats of a row are alike)."""
+    from mimicry.core.compare import clustered_rate
+
+    grouped: dict[str, list[bool | None]] = {}
+    for sample in samples:
+        if sample.get("status") == "ok":
+            grouped.setdefault(str(sample.get("id")), []).append(sample.get("behaviors", {}).get(behavior))
+    estimate = clustered_rate(grouped)
+    return {
+        "ci95": list(estimate.ci95) if estimate.ci95 is not None else None,
+        "ci_method": "cluster-robust",
+        "clusters": estimate.clusters,
+        "se": estimate.se,
     }
 
 
