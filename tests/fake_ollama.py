@@ -100,7 +100,11 @@ class FakeOllama:
                         "model": self.model,
                         "digest": self.digest,
                         "size": 1,
-                        "details": {"family": "fake", "parameter_size": "1B", "quantization_level": "Q4_0"},
+                        "details": {
+                            "family": "fake",
+                            "parameter_size": "1B",
+                            "quantization_level": "Q4_0",
+                        },
                     }
                 ]
             }
@@ -114,7 +118,10 @@ class FakeOllama:
         return _json(
             {
                 "details": {"family": "fake", "parameter_size": "1B", "quantization_level": "Q4_0"},
-                "model_info": {"general.architecture": "fake", "fake.context_length": self.context_length},
+                "model_info": {
+                    "general.architecture": "fake",
+                    "fake.context_length": self.context_length,
+                },
                 "capabilities": ["completion"],
             }
         )
@@ -141,7 +148,9 @@ class FakeOllama:
                 "done_reason": self.done_reason,
                 "total_duration": 1000,
                 "load_duration": 1,
-                "prompt_eval_count": min(len(content) // 4, body.get("options", {}).get("num_ctx", 10**9)),
+                "prompt_eval_count": min(
+                    len(content) // 4, body.get("options", {}).get("num_ctx", 10**9)
+                ),
                 "prompt_eval_duration": 10,
                 "eval_count": max(1, len(text) // 4),
                 "eval_duration": 100,

@@ -17,11 +17,20 @@ def test_key_depends_on_digest_options_and_messages() -> None:
     assert base == cache_key(model_digest="a", options={"seed": 1}, messages=MESSAGES)
     assert base != cache_key(model_digest="b", options={"seed": 1}, messages=MESSAGES)
     assert base != cache_key(model_digest="a", options={"seed": 2}, messages=MESSAGES)
-    assert base != cache_key(model_digest="a", options={"seed": 1}, messages=[{"role": "user", "content": "x"}])
+    assert base != cache_key(
+        model_digest="a", options={"seed": 1}, messages=[{"role": "user", "content": "x"}]
+    )
 
 
 def test_key_accepts_lone_surrogates() -> None:
-    assert len(cache_key(model_digest="a", options={}, messages=[{"role": "user", "content": "\ud800"}])) == 64
+    assert (
+        len(
+            cache_key(
+                model_digest="a", options={}, messages=[{"role": "user", "content": "\ud800"}]
+            )
+        )
+        == 64
+    )
 
 
 def test_put_get_roundtrip(tmp_path: Path) -> None:

@@ -54,20 +54,30 @@ def test_selection_is_seeded_sorted_and_stable() -> None:
     ids = list(range(1000, 2000))
     first = select_indices(ids, samples=10, samples_given=True, seed=3, sample_ids=None)
 
-    assert first == sorted(first) and len(set(first)) == 10
+    assert first == sorted(first)
+    assert len(set(first)) == 10
     assert first == select_indices(ids, samples=10, samples_given=True, seed=3, sample_ids=None)
     assert first != select_indices(ids, samples=10, samples_given=True, seed=4, sample_ids=None)
     # pinned: random.Random(seed).sample is stable across Python versions
-    assert first[:3] == select_indices(ids, samples=10, samples_given=True, seed=3, sample_ids=None)[:3]
+    assert (
+        first[:3]
+        == select_indices(ids, samples=10, samples_given=True, seed=3, sample_ids=None)[:3]
+    )
 
 
 def test_default_samples_larger_than_dataset_means_all() -> None:
-    assert select_indices([1, 2, 3], samples=100, samples_given=False, seed=0, sample_ids=None) == [0, 1, 2]
+    assert select_indices([1, 2, 3], samples=100, samples_given=False, seed=0, sample_ids=None) == [
+        0,
+        1,
+        2,
+    ]
     with pytest.raises(DatasetError, match="--samples 100: the dataset has only 3 rows"):
         select_indices([1, 2, 3], samples=100, samples_given=True, seed=0, sample_ids=None)
 
 
 def test_sample_ids_pick_rows_by_id() -> None:
-    assert select_indices([10, 20, 30], samples=1, samples_given=True, seed=0, sample_ids=["30", "10"]) == [0, 2]
+    assert select_indices(
+        [10, 20, 30], samples=1, samples_given=True, seed=0, sample_ids=["30", "10"]
+    ) == [0, 2]
     with pytest.raises(DatasetError, match=r"1 id\(s\) not in the dataset: \['99'\]"):
         select_indices([10, 20, 30], samples=None, samples_given=False, seed=0, sample_ids=["99"])

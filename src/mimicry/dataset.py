@@ -78,7 +78,8 @@ def load_rows(spec: DatasetSpec) -> Any:
 def _require_hub(spec: DatasetSpec) -> None:
     """Fail fast, with the fix, when the hub cannot be reached (instead of minutes of retries).
 
-    With ``HF_HUB_OFFLINE=1`` the user asks for a cached copy: no probe, ``datasets`` reads its cache.
+    With ``HF_HUB_OFFLINE=1`` the user asks for a cached copy: no probe, ``datasets`` reads
+    its cache.
     """
     import os
     import socket
@@ -111,7 +112,8 @@ def _explain_load_failure(spec: DatasetSpec, path: Path | None, exc: BaseExcepti
     if "corresponds to no data" in first_line:  # datasets' words for a file with no rows
         return f"--dataset {spec.id_or_path!r}: the dataset has no rows"
     if path is not None:
-        return f"--dataset {spec.id_or_path!r}: cannot read the file ({type(exc).__name__}: {first_line})"
+        reason = f"{type(exc).__name__}: {first_line}"
+        return f"--dataset {spec.id_or_path!r}: cannot read the file ({reason})"
     return (
         f"--dataset {spec.id_or_path!r}: cannot load it from the Hugging Face hub "
         f"({type(exc).__name__}: {first_line}). Without internet access, download the dataset "

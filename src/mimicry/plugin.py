@@ -150,6 +150,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return None
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is not None and state.reply_service is not None:
+        state.reply_service.close()
+        state.reply_service = None
+
+
 def _load_baseline(settings: Settings) -> dict[str, Any] | None:
     """Read --baseline before anything runs: a bad file is a usage error, not a late surprise."""
     if settings.baseline is None:
@@ -388,6 +395,7 @@ def judge_sample(
                 reply=fetched.reply.to_dict(),
                 num_ctx=plan.num_ctx,
                 cached=fetched.cached,
+                prompt_chars=sum(len(m["content"]) for m in messages),
             )
     result["repeat"] = repeat
     state.judged[(index, repeat)] = result
@@ -650,7 +658,8 @@ class _Controller:
         tr.write_sep("=", f"mimicry: {run['model']} ({run['backend']})")
         repeats = f" x {run['repeat']} repeats" if run.get("repeat", 1) > 1 else ""
         tr.write_line(
-            f"{len(run['dataset']['sample_ids'])} samples{repeats} of {run['dataset']['id_or_path']}, "
+            f"{len(run['dataset']['sample_ids'])} samples{repeats} of "
+            f"{run['dataset']['id_or_path']}, "
             f"num_ctx {run['options']['num_ctx']}, {run['duration_s']:.1f}s"
         )
         for line in render_table(report):

@@ -61,6 +61,14 @@ class ReplyService:
         self._mode = mode
         self.model_calls = 0
 
+    def close(self) -> None:
+        """Close the client's connections and the cache."""
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+        if self._cache is not None:
+            self._cache.close()
+
     def options_for(self, repeat: int) -> dict[str, object]:
         """The request options of repeat ``repeat``: repeat r is asked with seed ``seed + r``."""
         if repeat == 0:
@@ -86,8 +94,8 @@ class ReplyService:
             if stored is None:
                 raise ReplayMiss(
                     f"no stored reply for this sample (key {key[:12]}…) and --response-cache-mode "
-                    "replay never asks the model: run once with --response-cache-mode use, or check "
-                    "that model, options and dataset match the recorded run"
+                    "replay never asks the model: run once with --response-cache-mode use, or "
+                    "check that model, options and dataset match the recorded run"
                 )
             return Fetched(stored, cached=True)
         if self._mode is CacheMode.USE:

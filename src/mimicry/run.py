@@ -108,7 +108,7 @@ class RunPlan:
 
 
 def size_num_ctx(longest_prompt_chars: int, num_predict: int, context_length: int | None) -> int:
-    """A context window that fits the longest selected prompt and a full reply, within the model's."""
+    """A context window for the longest selected prompt and a full reply, within the model's."""
     needed = (
         math.ceil(longest_prompt_chars / CHARS_PER_TOKEN_ESTIMATE)
         + num_predict
@@ -274,7 +274,8 @@ def _start_embedded(settings: Settings, host: str, workers: int, longest: int) -
     why_not = embedded_available() if settings.embedded_gguf is None else None
     if why_not is not None:
         raise server_error(
-            f"no Ollama server answers at {host!r} and the embedded model is not installed: {why_not}"
+            f"no Ollama server answers at {host!r} and the embedded model is not installed: "
+            f"{why_not}"
         )
     model_name = settings.embedded_model_name
     if settings.embedded_gguf is not None and model_name is None and settings.was_given("model"):
@@ -312,13 +313,10 @@ def _start_embedded(settings: Settings, host: str, workers: int, longest: int) -
 def _preflight(settings: Settings, host: str, model: str, env: Mapping[str, str]) -> dict[str, Any]:
     from mimicry.client import ModelClient, OllamaError, RetryPolicy, auth_headers
 
-    client = ModelClient(
-        host,
-        retry=RetryPolicy(attempts=2, timeout_s=min(settings.request_timeout, 30.0)),
-        headers=auth_headers(env),
-    )
+    retry = RetryPolicy(attempts=2, timeout_s=min(settings.request_timeout, 30.0))
     try:
-        info = client.preflight(model)
+        with ModelClient(host, retry=retry, headers=auth_headers(env)) as client:
+            info = client.preflight(model)
     except OllamaError as exc:
         raise server_error(str(exc)) from None
     return info.to_dict()

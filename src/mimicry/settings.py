@@ -180,7 +180,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "with --repeat, a sample passes when at least this share of its repeats pass",
         "SHARE",
     ),
-    OptionSpec("report_md", None, "write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)", "PATH"),
+    OptionSpec(
+        "report_md",
+        None,
+        "write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)",
+        "PATH",
+    ),
     OptionSpec("report_html", None, "write a self-contained HTML report with charts", "PATH"),
 )
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
@@ -296,7 +301,8 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
     template = req("prompt_template")
     if template not in TEMPLATES:
         raise SettingsError(
-            f"--prompt-template {template!r}: unknown template; choose one of {', '.join(sorted(TEMPLATES))}"
+            f"--prompt-template {template!r}: unknown template; "
+            f"choose one of {', '.join(sorted(TEMPLATES))}"
         )
     num_ctx_text = req("num_ctx").strip().lower()
     gates, regressions, alpha = _gates(text("gate"), text("max_regression"), req("alpha"), given)

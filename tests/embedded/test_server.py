@@ -14,8 +14,8 @@ import httpx
 import ollama
 import pytest
 
+from mimicry.core.samples import context_shift_prompt_limit
 from mimicry.embedded import BUNDLED_MODEL_NAME, EmbeddedServer
-from mimicry.embedded.engine import context_shift_prompt_limit
 from mimicry.embedded.model import BUNDLED_DISTRIBUTION, BUNDLED_FILE_NAME, bundled_gguf_path
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow]

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimicry.embedded.engine import context_shift_prompt_limit, truncate_prompt
+from mimicry.core.samples import context_shift_prompt_limit
+from mimicry.embedded.engine import truncate_prompt
 
 
 @pytest.mark.parametrize(

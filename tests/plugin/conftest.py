@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import datasets  # noqa: F401 - see below
@@ -67,9 +66,7 @@ def dataset_args(fake: FakeOllama, *extra: str, ids: str = SHORT_SAMPLE_IDS) -> 
 
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """The parts of a report that must not depend on xdist, timing or the cache."""
-    samples = [
-        {k: v for k, v in s.items() if k not in {"cached"}} for s in report["samples"]
-    ]
+    samples = [{k: v for k, v in s.items() if k not in {"cached"}} for s in report["samples"]]
     return {
         "behaviors": report["behaviors"],
         "key_preservation": report["key_preservation"],

@@ -34,8 +34,13 @@ def baseline(suite: Suite) -> str:
 def test_a_real_change_fails_the_regression_gate(suite: Suite, baseline: str, xdist: bool) -> None:
     with FakeOllama(model="fake:v2", reply=plain_answer) as v2:
         result = suite.run(
-            *_args(v2, f"--baseline={baseline}", "--max-regression=rewrites_prompt:0.05",
-                   "--report-json=r.json", "--report-md=r.md"),
+            *_args(
+                v2,
+                f"--baseline={baseline}",
+                "--max-regression=rewrites_prompt:0.05",
+                "--report-json=r.json",
+                "--report-md=r.md",
+            ),
             xdist=xdist,
         )
 
@@ -43,7 +48,8 @@ def test_a_real_change_fails_the_regression_gate(suite: Suite, baseline: str, xd
     result.stdout.re_match_lines([r".*FAIL.*rewrites_prompt.*"])
     report = suite.report()
     rewrites = report["comparison"]["behaviors"]["rewrites_prompt"]
-    assert rewrites["pass_to_fail"] and len(rewrites["pass_to_fail"]) == 32
+    assert rewrites["pass_to_fail"]
+    assert len(rewrites["pass_to_fail"]) == 32
     assert rewrites["mcnemar_p"] < 1e-6
     assert [g["passed"] for g in report["gates"]] == [False]
     assert "rewrites\\_prompt" in (suite.pytester.path / "r.md").read_text()  # Markdown-escaped
@@ -52,8 +58,14 @@ def test_a_real_change_fails_the_regression_gate(suite: Suite, baseline: str, xd
 def test_an_identical_rerun_passes_the_gate(suite: Suite, baseline: str) -> None:
     with FakeOllama(model="fake:v1", reply=imitating_reply) as v1:
         result = suite.run(
-            *_args(v1, f"--baseline={baseline}", "--max-regression=rewrites_prompt:0.05:any",
-                   "--gate=truncates>=0.9", "--report-json=r.json", "--response-cache-mode=off")
+            *_args(
+                v1,
+                f"--baseline={baseline}",
+                "--max-regression=rewrites_prompt:0.05:any",
+                "--gate=truncates>=0.9",
+                "--report-json=r.json",
+                "--response-cache-mode=off",
+            )
         )
 
     assert result.ret == 0, result.stdout.str()
@@ -80,14 +92,20 @@ def test_an_absolute_gate_fails_with_the_evidence(suite: Suite) -> None:
         result = suite.run(*_args(fake, "--samples=5", "--gate=copies_braces>=0.30"))
 
     assert result.ret == 1
-    result.stdout.re_match_lines([r".*copies_braces.*0\.0%.*0\.3.*|.*copies_braces>=0\.30.*FAIL.*|.*FAIL.*copies_braces>=0\.30.*"])
+    result.stdout.re_match_lines(
+        [
+            r".*copies_braces.*0\.0%.*0\.3.*|.*copies_braces>=0\.30.*FAIL.*|.*FAIL.*copies_braces>=0\.30.*"
+        ]
+    )
 
 
 def test_bad_gate_is_a_usage_error(suite: Suite) -> None:
     result = suite.run("--gate=copies_braces>=1.5")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.re_match_lines([r".*--gate 'copies_braces>=1\.5': the threshold must be between 0 and 1.*"])
+    result.stderr.re_match_lines(
+        [r".*--gate 'copies_braces>=1\.5': the threshold must be between 0 and 1.*"]
+    )
 
 
 def test_max_regression_needs_a_baseline(suite: Suite) -> None:
@@ -107,7 +125,9 @@ def test_a_broken_baseline_is_a_usage_error(suite: Suite) -> None:
 
 def test_gates_from_the_ini_file(suite: Suite) -> None:
     with FakeOllama(reply=plain_answer) as fake:
-        suite.pytester.makeini("[pytest]\nmimicry_gate =\n    copies_braces<=0.5\n    truncates<=0.5\n")
+        suite.pytester.makeini(
+            "[pytest]\nmimicry_gate =\n    copies_braces<=0.5\n    truncates<=0.5\n"
+        )
         result = suite.run(*_args(fake, "--samples=5", "--report-json=r.json"))
 
     assert result.ret == 0
@@ -116,8 +136,16 @@ def test_gates_from_the_ini_file(suite: Suite) -> None:
 
 def test_repeats_ask_each_sample_with_new_seeds_and_cluster_the_interval(suite: Suite) -> None:
     with FakeOllama(reply=imitating_reply) as fake:
-        result = suite.run(*_args(fake, "--samples=4", "--repeat=3", "--report-json=r.json",
-                                  "--gate=rewrites_prompt@0.8>=0.5"), xdist=True)
+        result = suite.run(
+            *_args(
+                fake,
+                "--samples=4",
+                "--repeat=3",
+                "--report-json=r.json",
+                "--gate=rewrites_prompt@0.8>=0.5",
+            ),
+            xdist=True,
+        )
         seeds = sorted({b["options"]["seed"] for b in fake.chat_bodies})
 
     assert result.ret == 0, result.stdout.str()
@@ -126,6 +154,8 @@ def test_repeats_ask_each_sample_with_new_seeds_and_cluster_the_interval(suite: 
     report = suite.report()
     assert len(report["samples"]) == 12
     row = report["behaviors"]["rewrites_prompt"]
-    assert row["n"] == 12 and row["clusters"] == 4 and row["ci_method"] == "cluster-robust"
+    assert row["n"] == 12
+    assert row["clusters"] == 4
+    assert row["ci_method"] == "cluster-robust"
     assert report["gates"][0]["passed"] is True
     assert json.dumps(report)  # plain JSON throughout

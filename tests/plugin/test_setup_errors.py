@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REAL_ROWS_JSONL
 from tests.fake_ollama import FakeOllama
-from tests.plugin.conftest import Suite, dataset_args
+from tests.plugin.conftest import Suite
 
 
 def _closed_port() -> int:
@@ -32,7 +32,9 @@ def test_named_server_down_is_one_message_and_exit_3(suite: Suite) -> None:
 
 
 def test_missing_model_says_what_to_pull(suite: Suite, fake_ollama: FakeOllama) -> None:
-    result = suite.run(f"--ollama-host={fake_ollama.url}", "--model=qwen2:0.5b", f"--dataset={REAL_ROWS_JSONL}")
+    result = suite.run(
+        f"--ollama-host={fake_ollama.url}", "--model=qwen2:0.5b", f"--dataset={REAL_ROWS_JSONL}"
+    )
 
     assert result.ret == 3
     result.stderr.re_match_lines([r".*ollama pull qwen2:0\.5b.*"])
@@ -42,13 +44,19 @@ def test_missing_model_says_what_to_pull(suite: Suite, fake_ollama: FakeOllama) 
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--response-cache-mode=sometimes", r".*--response-cache-mode 'sometimes': unknown value; choose one of use, refresh, off, replay"),
+        (
+            "--response-cache-mode=sometimes",
+            r".*--response-cache-mode 'sometimes': unknown value; "
+            r"choose one of use, refresh, off, replay",
+        ),
         ("--samples=lots", r".*--samples 'lots': expected a whole number"),
         ("--max-errors=150%", r".*--max-errors '150%': a share must be between 0 and 1.*"),
         ("--prompt-template=yaml", r".*--prompt-template 'yaml': unknown template.*"),
     ],
 )
-def test_bad_option_is_a_usage_error_naming_the_value(suite: Suite, option: str, message: str) -> None:
+def test_bad_option_is_a_usage_error_naming_the_value(
+    suite: Suite, option: str, message: str
+) -> None:
     result = suite.run(option)
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -68,7 +76,11 @@ def test_bad_dataset_selection_is_a_usage_error(
     suite: Suite, fake_ollama: FakeOllama, args: list[str], message: str
 ) -> None:
     (suite.pytester.path / "rows.txt").write_text("x")
-    base = [f"--ollama-host={fake_ollama.url}", f"--model={fake_ollama.model}", f"--dataset={REAL_ROWS_JSONL}"]
+    base = [
+        f"--ollama-host={fake_ollama.url}",
+        f"--model={fake_ollama.model}",
+        f"--dataset={REAL_ROWS_JSONL}",
+    ]
     result = suite.run(*base, *args)
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -77,8 +89,13 @@ def test_bad_dataset_selection_is_a_usage_error(
 
 
 def test_collect_only_needs_no_server(suite: Suite) -> None:
-    result = suite.run(f"--ollama-host=http://127.0.0.1:{_closed_port()}", f"--dataset={REAL_ROWS_JSONL}",
-                       "--sample-ids=887722,1594211", "--collect-only", "-q")
+    result = suite.run(
+        f"--ollama-host=http://127.0.0.1:{_closed_port()}",
+        f"--dataset={REAL_ROWS_JSONL}",
+        "--sample-ids=887722,1594211",
+        "--collect-only",
+        "-q",
+    )
 
     assert result.ret == 0
     result.stdout.re_match_lines([r"evals/test_copies_braces.py::test_copies_braces\[887722\]"])
@@ -102,4 +119,6 @@ def test_ini_keys_set_options(suite: Suite, fake_ollama: FakeOllama) -> None:
 
     assert result.ret == 0
     assert fake_ollama.requests["/api/chat"] == 1
-    assert fake_ollama.chat_bodies[0]["options"]["seed"] == 11  # the command line beats the ini file
+    assert (
+        fake_ollama.chat_bodies[0]["options"]["seed"] == 11
+    )  # the command line beats the ini file

@@ -28,7 +28,9 @@ def test_one_model_call_per_sample_and_a_complete_report(
     assert report["run"]["backend"] == "ollama"
     assert report["run"]["model_digest"] == fake_ollama.digest
     assert report["run"]["complete"] is True
-    assert sorted(map(str, report["run"]["dataset"]["sample_ids"])) == sorted(SHORT_SAMPLE_IDS.split(","))
+    assert sorted(map(str, report["run"]["dataset"]["sample_ids"])) == sorted(
+        SHORT_SAMPLE_IDS.split(",")
+    )
     assert report["behaviors"]["rewrites_prompt"]["rate"] == 1.0
     assert report["behaviors"]["truncates"]["passed"] == N_SAMPLES
     assert all(s["metrics"]["id_changed"] is True for s in report["samples"])
@@ -36,7 +38,10 @@ def test_one_model_call_per_sample_and_a_complete_report(
 
 def test_same_report_with_and_without_xdist(suite: Suite, fake_ollama: FakeOllama) -> None:
     suite.run(*dataset_args(fake_ollama, "--report-json=one.json", "--response-cache-mode=off"))
-    suite.run(*dataset_args(fake_ollama, "--report-json=two.json", "--response-cache-mode=off"), xdist=True)
+    suite.run(
+        *dataset_args(fake_ollama, "--report-json=two.json", "--response-cache-mode=off"),
+        xdist=True,
+    )
 
     assert comparable(suite.report("one.json")) == comparable(suite.report("two.json"))
     assert fake_ollama.requests["/api/chat"] == 2 * N_SAMPLES
@@ -61,24 +66,40 @@ def test_a_changed_option_is_a_cache_miss(suite: Suite, fake_ollama: FakeOllama)
     assert fake_ollama.requests["/api/chat"] == 2 * N_SAMPLES
 
 
-def test_replay_never_calls_the_model_and_a_miss_is_an_error(suite: Suite, fake_ollama: FakeOllama) -> None:
-    result = suite.run(*dataset_args(fake_ollama, "--response-cache-mode=replay", "--report-json=r.json"))
+def test_replay_never_calls_the_model_and_a_miss_is_an_error(
+    suite: Suite, fake_ollama: FakeOllama
+) -> None:
+    result = suite.run(
+        *dataset_args(fake_ollama, "--response-cache-mode=replay", "--report-json=r.json")
+    )
 
     assert fake_ollama.requests["/api/chat"] == 0
     # the default error budget is 0: the first sample without a reply ends the run
     assert result.ret == 3
-    result.stdout.re_match_lines([r".*stopping early: 1 sample\(s\) had no reply, over the error budget of 0 sample\(s\).*"])
-    result.stdout.re_match_lines([r".*no stored reply for this sample.*replay never asks the model.*"])
+    result.stdout.re_match_lines(
+        [r".*stopping early: 1 sample\(s\) had no reply, over the error budget of 0 sample\(s\).*"]
+    )
+    result.stdout.re_match_lines(
+        [r".*no stored reply for this sample.*replay never asks the model.*"]
+    )
     report = suite.report()
     assert report["run"]["complete"] is False
     assert report["run"]["exit_status"] == 3
     assert [s["status"] for s in report["samples"]] == ["error"]
 
 
-def test_a_broken_server_stops_the_run_after_ten_errors_in_a_row(suite: Suite, fake_ollama: FakeOllama) -> None:
+def test_a_broken_server_stops_the_run_after_ten_errors_in_a_row(
+    suite: Suite, fake_ollama: FakeOllama
+) -> None:
     all_ids = "--samples=all"
-    args = [f"--ollama-host={fake_ollama.url}", f"--model={fake_ollama.model}", f"--dataset={REAL_ROWS_JSONL}"]
-    result = suite.run(*args, all_ids, "--response-cache-mode=replay", "--max-errors=100%", "--report-json=r.json")
+    args = [
+        f"--ollama-host={fake_ollama.url}",
+        f"--model={fake_ollama.model}",
+        f"--dataset={REAL_ROWS_JSONL}",
+    ]
+    result = suite.run(
+        *args, all_ids, "--response-cache-mode=replay", "--max-errors=100%", "--report-json=r.json"
+    )
 
     assert result.ret == 3
     result.stdout.re_match_lines([r".*stopping early: the last 10 samples all had no reply.*"])
@@ -86,7 +107,9 @@ def test_a_broken_server_stops_the_run_after_ten_errors_in_a_row(suite: Suite, f
 
 
 def test_errors_within_the_budget_exit_zero(suite: Suite, fake_ollama: FakeOllama) -> None:
-    result = suite.run(*dataset_args(fake_ollama, "--response-cache-mode=replay", f"--max-errors={N_SAMPLES}"))
+    result = suite.run(
+        *dataset_args(fake_ollama, "--response-cache-mode=replay", f"--max-errors={N_SAMPLES}")
+    )
 
     assert result.ret == 0
 
@@ -102,8 +125,11 @@ def test_plain_answers_are_measured_failures_and_exit_zero(
     result.assert_outcomes(failed=4 * N_SAMPLES)
     # one informative line per failure, no traceback and no FAILURES section
     result.stdout.re_match_lines(
-        [r"FAILED evals/test_copies_braces.py::test_copies_braces\[887722\] - copies_braces not shown: "
-         r"reply starts with 'Here is an answer.*"]
+        [
+            r"FAILED evals/test_copies_braces.py::test_copies_braces\[887722\] - "
+            r"copies_braces not shown: "
+            r"reply starts with 'Here is an answer.*"
+        ]
     )
     assert len([line for line in result.outlines if "887722" in line]) == 4
     result.stdout.no_fnmatch_line("*Traceback*")
@@ -118,7 +144,12 @@ def test_a_reply_cut_at_num_predict_has_no_truncates_verdict(suite: Suite) -> No
     result.assert_outcomes(passed=N_SAMPLES, failed=2 * N_SAMPLES, skipped=N_SAMPLES)
     report = suite.report()
     assert report["behaviors"]["truncates"] == {
-        "n": 0, "passed": 0, "rate": None, "ci95": None, "null": N_SAMPLES, "errors": 0,
+        "n": 0,
+        "passed": 0,
+        "rate": None,
+        "ci95": None,
+        "null": N_SAMPLES,
+        "errors": 0,
     }
     assert all("output_capped" in s["flags"] for s in report["samples"])
 
@@ -144,8 +175,14 @@ def test_num_ctx_is_sized_to_the_samples_within_the_model(suite: Suite) -> None:
 
 
 def test_seeded_selection_is_reproducible(suite: Suite, fake_ollama: FakeOllama) -> None:
-    args = [f"--ollama-host={fake_ollama.url}", f"--model={fake_ollama.model}", f"--dataset={REAL_ROWS_JSONL}"]
-    suite.run(*args, "--samples=3", "--sample-seed=5", "--report-json=a.json", "--collect-only", "-q")
+    args = [
+        f"--ollama-host={fake_ollama.url}",
+        f"--model={fake_ollama.model}",
+        f"--dataset={REAL_ROWS_JSONL}",
+    ]
+    suite.run(
+        *args, "--samples=3", "--sample-seed=5", "--report-json=a.json", "--collect-only", "-q"
+    )
     suite.run(*args, "--samples=3", "--sample-seed=5", "--report-json=a.json")
     first = suite.report("a.json")["run"]["dataset"]["sample_ids"]
     suite.run(*args, "--samples=3", "--sample-seed=5", "--report-json=b.json")

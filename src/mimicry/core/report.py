@@ -110,7 +110,12 @@ def build_report(
     """The JSON report of a run (see README, "The JSON report")."""
     samples = sorted(
         results.samples.values(),
-        key=lambda s: (s.get("index") is None, s.get("index"), s.get("repeat") or 0, str(s.get("id"))),
+        key=lambda s: (
+            s.get("index") is None,
+            s.get("index"),
+            s.get("repeat") or 0,
+            str(s.get("id")),
+        ),
     )
     repeated = any(s.get("repeat") for s in samples)
     behaviors = {}
@@ -137,7 +142,9 @@ def _clustered(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str,
     grouped: dict[str, list[bool | None]] = {}
     for sample in samples:
         if sample.get("status") == "ok":
-            grouped.setdefault(str(sample.get("id")), []).append(sample.get("behaviors", {}).get(behavior))
+            grouped.setdefault(str(sample.get("id")), []).append(
+                sample.get("behaviors", {}).get(behavior)
+            )
     estimate = clustered_rate(grouped)
     return {
         "ci95": list(estimate.ci95) if estimate.ci95 is not None else None,

@@ -13,10 +13,54 @@ from mimicry.core.behaviors import BEHAVIORS, judge
 
 SampleStatus = Literal["ok", "error"]
 
-#: Ollama cuts a prompt longer than num_ctx to exactly num_ctx tokens (keeping the first num_keep
-#: tokens); batch alignment can leave it a few tokens short. A prompt that filled the window to
-#: within this many tokens was, most probably, cut.
+#: Ollama keeps this many tokens at the start of a prompt it cuts (``num_keep``'s default).
+DEFAULT_NUM_KEEP = 4
+#: Ollama's older runners cut an over-long prompt to exactly ``num_ctx`` tokens (batch alignment
+#: can leave it a few short): a prompt that filled the window to within this many tokens was,
+#: most probably, cut.
 INPUT_CUT_MARGIN_TOKENS = 8
+#: Real prompts here take 2.5 to 4.5 characters per token. A prompt whose evaluated tokens are
+#: far fewer than its characters suggest lost tokens: after Ollama's cut (to about half the
+#: window) the ratio is at least twice a tokenizer's, so above this it was most probably cut.
+MAX_PLAUSIBLE_CHARS_PER_TOKEN = 5.0
+
+
+def context_shift_prompt_limit(num_ctx: int, num_keep: int = DEFAULT_NUM_KEEP) -> int:
+    """How many tokens of an over-long prompt current Ollama keeps.
+
+    Ollama (``llm/llama_server.go``, ``contextShiftPromptLimit``) keeps the first ``num_keep``
+    tokens and frees half of what follows, so generation has room:
+    ``num_ctx - max((num_ctx - num_keep) // 2, 1)``.
+    """
+    if num_ctx <= 1:
+        return 0
+    num_keep = max(0, min(num_keep, num_ctx - 1))
+    return num_ctx - max((num_ctx - num_keep) // 2, 1)
+
+
+def input_was_cut(
+    prompt_eval_count: int | None, num_ctx: int, prompt_chars: int | None = None
+) -> bool:
+    """Whether the server most probably cut the prompt to fit ``num_ctx``.
+
+    Two signatures, one per way Ollama has cut: the prompt filled the window (older runners), or
+    it is exactly as long as current Ollama's cut (``num_keep`` 4, or 5 with a BOS token) while
+    far fewer tokens than its characters imply.
+    """
+    if prompt_eval_count is None or prompt_eval_count <= 0:
+        return False
+    if prompt_eval_count >= num_ctx - INPUT_CUT_MARGIN_TOKENS:
+        return True
+    at_cut_length = any(
+        abs(prompt_eval_count - context_shift_prompt_limit(num_ctx, keep)) <= 1
+        for keep in (DEFAULT_NUM_KEEP, DEFAULT_NUM_KEEP + 1)
+    )
+    return (
+        at_cut_length
+        and prompt_chars is not None
+        and prompt_chars / prompt_eval_count > MAX_PLAUSIBLE_CHARS_PER_TOKEN
+    )
+
 
 REPLY_FIELDS = (
     "done_reason",
@@ -27,11 +71,6 @@ REPLY_FIELDS = (
     "prompt_eval_duration",
     "eval_duration",
 )
-
-
-def input_was_cut(prompt_eval_count: int | None, num_ctx: int) -> bool:
-    """Whether the server most probably cut the prompt to fit ``num_ctx``."""
-    return prompt_eval_count is not None and prompt_eval_count >= num_ctx - INPUT_CUT_MARGIN_TOKENS
 
 
 def record_problem(record: Mapping[str, object]) -> str | None:
@@ -52,13 +91,19 @@ def judged_sample(
     reply: Mapping[str, object],
     num_ctx: int,
     cached: bool,
+    prompt_chars: int,
 ) -> dict[str, object]:
-    """Judge one reply; ``reply`` holds ``content`` and the Ollama reply fields."""
+    """Judge one reply; ``reply`` holds ``content`` and the Ollama reply fields.
+
+    ``prompt_chars`` is the length of the prompt as sent (the rendered messages).
+    """
     content = reply.get("content")
     text = content if isinstance(content, str) else ""
     prompt_eval_count = reply.get("prompt_eval_count")
     input_truncated = input_was_cut(
-        prompt_eval_count if isinstance(prompt_eval_count, int) else None, num_ctx
+        prompt_eval_count if isinstance(prompt_eval_count, int) else None,
+        num_ctx,
+        prompt_chars,
     )
     output_capped = reply.get("done_reason") == "length"
     judgement = judge(record, text, output_capped=output_capped, input_truncated=input_truncated)
@@ -67,7 +112,7 @@ def judged_sample(
         "index": index,
         "status": "ok",
         "error": None,
-        "prompt_chars": len(f"{record}"),
+        "prompt_chars": prompt_chars,
         "cached": cached,
         **judgement.to_dict(),
         "explanations": {name: judgement.explain(name) for name in BEHAVIORS},

@@ -34,8 +34,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from mimicry import __version__
+from mimicry.core.samples import DEFAULT_NUM_KEEP
 from mimicry.embedded.engine import (
-    DEFAULT_NUM_KEEP,
     CompletionChunk,
     Engine,
     EngineError,

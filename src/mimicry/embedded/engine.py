@@ -22,12 +22,13 @@ from typing import Any, Final, Literal, Protocol
 
 import httpx
 
+from mimicry.core.samples import context_shift_prompt_limit
+
 logger = logging.getLogger(__name__)
 
 DoneReason = Literal["stop", "length"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
-DEFAULT_NUM_KEEP: Final = 4
 """Ollama's default `num_keep` (api.DefaultOptions): tokens always kept at the prompt's start."""
 
 # llama.cpp's log verbosity: messages at or below this level are printed (1 = errors only).
@@ -45,19 +46,6 @@ class EngineError(RuntimeError):
     def __init__(self, message: str, *, status_code: int = 500) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-
-def context_shift_prompt_limit(num_ctx: int, num_keep: int) -> int:
-    """How many tokens of an over-long prompt Ollama keeps.
-
-    Ollama (llm/llama_server.go, `contextShiftPromptLimit`) frees half of what follows the
-    kept tokens, like its old runners' first context shift, so that generation has room:
-    `num_ctx - max((num_ctx - num_keep) // 2, 1)`.
-    """
-    if num_ctx <= 1:
-        return 0
-    num_keep = max(0, min(num_keep, num_ctx - 1))
-    return num_ctx - max((num_ctx - num_keep) // 2, 1)
 
 
 def truncate_prompt(
