@@ -10,6 +10,7 @@ import ast
 import hashlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -43,17 +44,22 @@ class FakeOllama:
         self,
         *,
         model: str = "fake-model:1b",
+        digest: str | None = None,
         context_length: int = 32768,
         reply: ReplyFn = imitating_reply,
         done_reason: str = "stop",
+        delay_s: float = 0.0,
     ) -> None:
         self.model = model
-        self.digest = hashlib.sha256(model.encode()).hexdigest()
+        self.digest = digest or hashlib.sha256(model.encode()).hexdigest()
         self.context_length = context_length
         self.reply = reply
         self.done_reason = done_reason
+        self.delay_s = delay_s
         self.requests: Counter[str] = Counter()
         self.chat_bodies: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
         for path, handler in {
@@ -133,6 +139,15 @@ class FakeOllama:
             self.chat_bodies.append(body)
         if body.get("model") != self.model:
             return _json({"error": f"model '{body.get('model')}' not found"}, 404)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         content = body["messages"][-1]["content"]
         try:
             record = ast.literal_eval(content)

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,6 +56,7 @@ class ResponseCache:
         self._busy_timeout_s = busy_timeout_s
         directory.mkdir(parents=True, exist_ok=True)
         self._lock_dir.mkdir(exist_ok=True)
+        self._db_lock = threading.Lock()
         self._conn = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -76,7 +78,13 @@ class ResponseCache:
             return self._connect_and_check()
 
     def _connect_and_check(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+        # one connection shared by this process's threads (prefetching), serialized by _db_lock
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -94,7 +102,8 @@ class ResponseCache:
 
     def get(self, key: str) -> dict[str, object] | None:
         """The stored reply for ``key``, or None. A damaged entry is dropped with a warning."""
-        row = self._conn.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
+        with self._db_lock:
+            row = self._conn.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         try:
@@ -109,14 +118,16 @@ class ResponseCache:
     def put(self, key: str, value: Mapping[str, object]) -> None:
         """Store (or replace) the reply for ``key``; atomic, durable against a killed process."""
         text = json.dumps(dict(value), ensure_ascii=False)
-        self._conn.execute(
-            "INSERT OR REPLACE INTO replies (key, value, stored_at) VALUES (?, ?, ?)",
-            (key, text, time.time()),
-        )
+        with self._db_lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO replies (key, value, stored_at) VALUES (?, ?, ?)",
+                (key, text, time.time()),
+            )
 
     def discard(self, key: str, *, reason: str) -> None:
         """Drop a damaged entry so it is asked again, and say so."""
-        self._conn.execute("DELETE FROM replies WHERE key = ?", (key,))
+        with self._db_lock:
+            self._conn.execute("DELETE FROM replies WHERE key = ?", (key,))
         warnings.warn(
             f"a damaged reply in the response cache was dropped and will be asked again "
             f"(key {key[:12]}…: {reason})",
@@ -125,7 +136,8 @@ class ResponseCache:
         )
 
     def __len__(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+        with self._db_lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
@@ -134,4 +146,5 @@ class ResponseCache:
             yield
 
     def close(self) -> None:
-        self._conn.close()
+        with self._db_lock:
+            self._conn.close()

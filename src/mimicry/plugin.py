@@ -64,6 +64,7 @@ class RunState:
     judged: OrderedDict[tuple[int, int], dict[str, Any]] = field(default_factory=OrderedDict)
     sent: set[tuple[str, int]] = field(default_factory=set)
     baseline: dict[str, Any] | None = None
+    positions: dict[int, int] | None = None  # sample index -> its place in the run order
     results: RunResults = field(default_factory=RunResults)
     other_failures: int = 0
     measurement_failures: int = 0
@@ -339,23 +340,20 @@ def reply_service(config: pytest.Config) -> Any:
             # no reuse across runs, but within the run each sample is still asked once: the
             # workers share a cache that lives only as long as the run
             mode = CacheMode.USE
-        client = None
+        retry = RetryPolicy(attempts=settings.retries + 1, timeout_s=settings.request_timeout)
+        clients = []
         if mode is not CacheMode.REPLAY:
-            client = ModelClient(
-                plan.host,
-                retry=RetryPolicy(
-                    attempts=settings.retries + 1, timeout_s=settings.request_timeout
-                ),
-                headers=auth_headers(os.environ),
-            )
+            headers = auth_headers(os.environ)
+            clients = [ModelClient(host, retry=retry, headers=headers) for host in plan.hosts]
         cache = ResponseCache(Path(plan.cache_dir)) if plan.cache_dir else None
         state.reply_service = ReplyService(
-            client=client,
+            clients=clients,
             model=plan.model,
             model_digest=plan.model_digest,
             options=plan.options,
             cache=cache,
             mode=mode,
+            concurrency=settings.concurrency,
         )
     return state.reply_service
 
@@ -381,8 +379,10 @@ def judge_sample(
         )
     else:
         messages = render_messages(record, plan.prompt_template)
+        service = reply_service(config)
+        service.prefetch(_upcoming_jobs(state, index, repeat))
         try:
-            fetched = reply_service(config).fetch(messages, repeat)
+            fetched = service.fetch(messages, repeat, route=index)
         except (OllamaError, ReplayMiss) as exc:
             result = error_sample(
                 sample_id=sample_id, index=index, reason=str(exc), prompt_chars=len(f"{record}")
@@ -402,6 +402,30 @@ def judge_sample(
     if len(state.judged) > JUDGED_CACHE_SIZE:
         state.judged.popitem(last=False)
     return result
+
+
+def _upcoming_jobs(state: RunState, index: int, repeat: int) -> list[Any]:
+    """The requests for the samples after ``index`` (in run order), to keep in flight."""
+    from mimicry.core.prompt import render_messages
+    from mimicry.replies import Job
+
+    ahead = state.settings.concurrency - 1
+    if ahead <= 0:
+        return []
+    plan = state.require_plan()
+    if state.positions is None:
+        state.positions = {i: pos for pos, i in enumerate(plan.indices)}
+    start = state.positions.get(index, -1) + 1
+    jobs = []
+    for upcoming in plan.indices[start : start + ahead]:
+        if (upcoming, repeat) in state.judged:
+            continue
+        row = state.dataset[upcoming] if state.dataset is not None else None
+        if row is None or record_problem(row) is not None:
+            continue
+        messages = render_messages(row, plan.prompt_template)
+        jobs.append(Job(messages, repeat, route=upcoming))
+    return jobs
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class RunPlan:
     started_at: str
     backend: BackendName
     host: str
+    hosts: list[str]  # every server; sample i goes to hosts[i % len(hosts)]
     model: str
     model_info: dict[str, Any]
     options: dict[str, Any]
@@ -96,6 +97,7 @@ class RunPlan:
             "model_digest": self.model_digest,
             "model_info": self.model_info,
             "host": self.host,
+            "hosts": self.hosts,
             "options": self.options,
             "num_ctx_source": self.num_ctx_source,
             "prompt_template": self.prompt_template,
@@ -181,9 +183,13 @@ def plan_run(
         raise usage_error(str(exc)) from None
     longest = estimate_prompt_chars(ds, indices)
     try:
-        host, explicit = resolve_host(settings.ollama_host, env)
+        resolved = [resolve_host(h, env) for h in settings.ollama_hosts] or [
+            resolve_host(None, env)
+        ]
     except ValueError as exc:
         raise usage_error(str(exc)) from None
+    hosts = list(dict.fromkeys(h for h, _ in resolved))
+    host, explicit = hosts[0], any(given for _, given in resolved)
     common: dict[str, Any] = {
         "run_id": uuid.uuid4().hex[:12],
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -204,6 +210,7 @@ def plan_run(
         plan = RunPlan(
             backend="ollama",
             host=host,
+            hosts=hosts,
             model=settings.model,
             model_info={},
             options=request_options(settings, num_ctx),
@@ -218,8 +225,18 @@ def plan_run(
     if backend == "embedded":
         server = _start_embedded(settings, host, workers, longest)
         host, model = server.url, server.model_name
+        hosts = [host]
     try:
         info = _preflight(settings, host, model, env)
+        for other in hosts[1:] if server is None else []:
+            other_info = _preflight(settings, other, model, env)
+            if other_info.get("digest") != info.get("digest"):
+                raise usage_error(
+                    f"--ollama-host {other!r} serves {model!r} with digest "
+                    f"{str(other_info.get('digest'))[:12]}…, but {host!r} serves "
+                    f"{str(info.get('digest'))[:12]}…: every host must serve the same model "
+                    "(run the same `ollama pull` on each)"
+                )
     except BaseException:
         if server is not None:
             server.stop()
@@ -238,6 +255,7 @@ def plan_run(
     plan = RunPlan(
         backend=backend,
         host=host,
+        hosts=hosts,
         model=model,
         model_info=info,
         options=request_options(settings, num_ctx),

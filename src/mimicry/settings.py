@@ -66,8 +66,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "ollama_host",
         None,
-        "Ollama server URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434)",
+        "Ollama server URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434); repeat it to "
+        "spread the samples over several servers serving the same model",
         "URL",
+        multiple=True,
+    ),
+    OptionSpec(
+        "concurrency",
+        "1",
+        "requests each process keeps in flight: it asks for the next samples' replies while "
+        "the current ones are judged (use about the server's parallel slots / xdist workers)",
+        "K",
     ),
     OptionSpec(
         "backend",
@@ -214,9 +223,8 @@ class Settings:
     """The resolved options of one run (frozen; resolved once on the controller and each worker)."""
 
     model: str
-    ollama_host: (
-        str | None
-    )  # None: not given (then OLLAMA_HOST, then the default, see client.resolve_host)
+    # empty: not given (then OLLAMA_HOST, then the default, see client.resolve_host)
+    ollama_hosts: tuple[str, ...]
     backend: Backend
     dataset: str
     dataset_split: str
@@ -236,6 +244,7 @@ class Settings:
     max_errors: ErrorBudget
     embedded_gguf: Path | None
     embedded_model_name: str | None
+    concurrency: int
     repeat: int
     baseline: Path | None
     save_baseline: Path | None
@@ -316,7 +325,9 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         )
     return Settings(
         model=req("model"),
-        ollama_host=text("ollama_host"),
+        ollama_hosts=tuple(
+            h.strip() for h in (text("ollama_host") or "").splitlines() if h.strip()
+        ),
         backend=_enum(Backend, "backend", req("backend")),
         dataset=req("dataset"),
         dataset_split=req("dataset_split"),
@@ -336,6 +347,7 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         max_errors=parse_error_budget(req("max_errors")),
         embedded_gguf=_path(text("embedded_gguf")),
         embedded_model_name=text("embedded_model_name"),
+        concurrency=_int("concurrency", req("concurrency"), minimum=1),
         repeat=_int("repeat", req("repeat"), minimum=1),
         baseline=_path(text("baseline")),
         save_baseline=_path(text("save_baseline")),
