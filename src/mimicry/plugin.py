@@ -44,6 +44,7 @@ JUDGED_CACHE_SIZE = 256
 EXIT_SERVER_PROBLEM = 3
 #: A run whose last this-many samples all had no reply stops early: the server is broken.
 CONSECUTIVE_ERRORS_TO_STOP = 10
+JUNIT_REPLY_EXCERPT = 200
 
 
 class SampleError(Exception):
@@ -516,19 +517,55 @@ class _Controller:
     def planned_samples(self) -> int:
         return len(self.state.require_plan().indices) * self.state.settings.repeat
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = next((v for k, v in report.user_properties if k == PROPERTY_NAME), None)
-        if isinstance(payload, dict) and report.when != "teardown":
-            self.state.results.add(payload)
-            sample = payload.get("sample")
-            if isinstance(sample, dict):
-                self._watch_errors(sample)
+        if isinstance(payload, dict):
+            if report.when != "teardown":
+                self.state.results.add(payload)
+                sample = payload.get("sample")
+                if isinstance(sample, dict):
+                    self._watch_errors(sample)
+            # before junitxml reads them (from the teardown report): the transport dict becomes
+            # readable flat properties
+            report.user_properties = [
+                *(p for p in report.user_properties if p[0] != PROPERTY_NAME),
+                *self._junit_properties(payload),
+            ]
         if not report.failed:
             return
         if payload is None:
             self.state.other_failures += 1  # not a measurement: keeps the exit status non-zero
         elif report.when == "call":
             self.state.measurement_failures += 1
+
+    def _junit_properties(self, payload: dict[str, Any]) -> list[tuple[str, object]]:
+        """One sample's verdict and metrics as JUnit properties (values are escaped by junitxml)."""
+        from mimicry.core.report import sample_key
+
+        key = (str(payload["sample_id"]), int(payload.get("repeat") or 0))
+        sample = self.state.results.samples.get(key) or payload.get("sample") or {}
+        assert sample_key(sample) == key or not sample
+        behavior = payload.get("behavior")
+        verdict = (sample.get("behaviors") or {}).get(behavior)
+        props: list[tuple[str, object]] = [
+            ("mimicry.sample_id", key[0]),
+            ("mimicry.behavior", behavior),
+            ("mimicry.status", sample.get("status")),
+            ("mimicry.verdict", "null" if verdict is None else str(verdict).lower()),
+            ("mimicry.flags", ",".join(sample.get("flags") or [])),
+        ]
+        if key[1]:
+            props.append(("mimicry.repeat", key[1]))
+        if sample.get("error"):
+            props.append(("mimicry.error", sample["error"]))
+        for name, value in (sample.get("metrics") or {}).items():
+            props.append((f"mimicry.metric.{name}", json.dumps(value, ensure_ascii=True)))
+        reply = sample.get("reply")
+        if isinstance(reply, str):
+            excerpt = reply[:JUNIT_REPLY_EXCERPT].encode("utf-8", "backslashreplace").decode()
+            props.append(("mimicry.reply_excerpt", excerpt))
+        return props
 
     def _watch_errors(self, sample: dict[str, Any]) -> None:
         """End the run early once the error budget cannot be met or the server is clearly broken."""

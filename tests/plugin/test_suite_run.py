@@ -189,3 +189,26 @@ def test_seeded_selection_is_reproducible(suite: Suite, fake_ollama: FakeOllama)
 
     assert len(first) == 3
     assert suite.report("b.json")["run"]["dataset"]["sample_ids"] == first
+
+
+def test_junit_xml_carries_each_samples_verdict_and_metrics(
+    suite: Suite, fake_ollama: FakeOllama
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    result = suite.run(*dataset_args(fake_ollama, "--junitxml=junit.xml"), xdist=True)
+
+    assert result.ret == 0
+    root = ET.parse(suite.pytester.path / "junit.xml").getroot()
+    cases = {
+        f"{c.get('name')}": {p.get("name"): p.get("value") for p in c.iter("property")}
+        for c in root.iter("testcase")
+    }
+    props = cases["test_rewrites_prompt[887722]"]
+    assert props["mimicry.verdict"] == "true"
+    assert props["mimicry.behavior"] == "rewrites_prompt"
+    assert props["mimicry.metric.id_changed"] == "true"
+    assert props["mimicry.reply_excerpt"].startswith("{'id': 887723")
+    assert cases["test_copies_braces[887722]"]["mimicry.verdict"] == "false"
+    assert "mimicry" not in props  # the transport dict is not dumped into the XML
+    assert len(cases) == 4 * N_SAMPLES
