@@ -184,6 +184,14 @@ class FaultServer:
                 self._defaults[path] = then
         return self
 
+    def reset(self) -> FaultServer:
+        """Forget the scripts and defaults (the log stays): every request is answered again."""
+        with self._lock:
+            self._queues.clear()
+            self._by_sample.clear()
+            self._defaults.clear()
+        return self
+
     def _next(self, path: str, sample_id: int | None) -> Behaviour:
         with self._lock:
             if sample_id is not None and self._by_sample[sample_id]:
@@ -203,9 +211,14 @@ class FaultServer:
         with self._lock:
             return sum(1 for s in self.log if s.path == path)
 
-    def chat_log(self) -> list[Served]:
+    def chat_log(self, sample_id: int | None = None) -> list[Served]:
+        """The chat requests, in arrival order (only those for ``sample_id`` if given)."""
         with self._lock:
-            return [s for s in self.log if s.path == CHAT]
+            return [
+                s
+                for s in self.log
+                if s.path == CHAT and (sample_id is None or s.sample_id == sample_id)
+            ]
 
     def check(self) -> None:
         """Raise the first error of the server's own code (call at the end of a test)."""

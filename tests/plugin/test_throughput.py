@@ -77,3 +77,15 @@ def test_replay_from_the_cache_is_identical_across_modes(suite: Suite) -> None:
 
     assert asked == 12
     assert reports[0] == reports[1] == reports[2]
+
+
+def test_explicit_xdist_gateways_get_the_plan_too(
+    suite: Suite, serial_report: dict[str, object]
+) -> None:
+    with FakeOllama() as fake:
+        args = _args(fake, extra=("--response-cache-mode=off",))
+        result = suite.pytester.runpytest("evals", "--dist=load", "--tx=2*popen", *args)
+
+    assert result.ret == 0, result.stdout.str()
+    assert fake.requests["/api/chat"] == 12
+    assert comparable(suite.report()) == serial_report
