@@ -68,7 +68,6 @@ class RunState:
     positions: dict[int, int] | None = None  # sample index -> its place in the run order
     results: RunResults = field(default_factory=RunResults)
     other_failures: int = 0
-    measurement_failures: int = 0
     started: float = field(default_factory=time.monotonic)
     report: dict[str, Any] | None = None
     report_error: str | None = None
@@ -184,14 +183,18 @@ def pytest_configure(config: pytest.Config) -> None:
     state = _state(config)
     if state is None or state.plan is None:
         return
-    if state.plan.cache_mode == CacheMode.OFF.value:
+    off = state.plan.cache_mode == CacheMode.OFF.value
+    pytest_cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
+    if not off and state.plan.cache_dir is None and pytest_cache is not None:
+        # under pytest's cache dir, so -o cache_dir=... and --cache-clear apply to replies too
+        cache_dir = pytest_cache.mkdir("mimicry") / "responses"
+        state.plan = dataclasses.replace(state.plan, cache_dir=str(cache_dir))
+    if off or state.plan.cache_dir is None:
+        # no reuse across runs (or no pytest cache to keep replies in): the run's workers still
+        # share one cache, so each sample is asked once, and it is deleted at the end
         run_dir = Path(tempfile.mkdtemp(prefix=f"mimicry-{state.plan.run_id}-"))
         config.add_cleanup(lambda: shutil.rmtree(run_dir, ignore_errors=True))
         state.plan = dataclasses.replace(state.plan, cache_dir=str(run_dir))
-    elif state.plan.cache_dir is None and config.cache is not None:
-        # under pytest's cache dir, so -o cache_dir=... and --cache-clear apply to replies too
-        cache_dir = config.cache.mkdir("mimicry") / "responses"
-        state.plan = dataclasses.replace(state.plan, cache_dir=str(cache_dir))
     if config.option.tbstyle == "auto":
         # failed eval tests are measurements: one line each in the short summary, no tracebacks
         # (pass --tb=short to see the FAILURES section)
@@ -532,12 +535,8 @@ class _Controller:
                 *(p for p in report.user_properties if p[0] != PROPERTY_NAME),
                 *self._junit_properties(payload),
             ]
-        if not report.failed:
-            return
-        if payload is None:
+        if report.failed and payload is None:
             self.state.other_failures += 1  # not a measurement: keeps the exit status non-zero
-        elif report.when == "call":
-            self.state.measurement_failures += 1
 
     def _junit_properties(self, payload: dict[str, Any]) -> list[tuple[str, object]]:
         """One sample's verdict and metrics as JUnit properties (values are escaped by junitxml)."""

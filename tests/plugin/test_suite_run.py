@@ -212,3 +212,13 @@ def test_junit_xml_carries_each_samples_verdict_and_metrics(
     assert cases["test_copies_braces[887722]"]["mimicry.verdict"] == "false"
     assert "mimicry" not in props  # the transport dict is not dumped into the XML
     assert len(cases) == 4 * N_SAMPLES
+
+
+def test_without_pytests_cache_each_sample_is_still_asked_once(
+    suite: Suite, fake_ollama: FakeOllama
+) -> None:
+    result = suite.run(*dataset_args(fake_ollama, "-p", "no:cacheprovider"), xdist=True)
+
+    assert result.ret == 0
+    assert fake_ollama.requests["/api/chat"] == N_SAMPLES
+    assert not (suite.pytester.path / ".pytest_cache").exists()
