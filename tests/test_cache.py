@@ -88,3 +88,34 @@ def test_concurrent_writers_store_each_key_once(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path)
     assert len(cache) == 200
     assert all(cache.get(f"{i:04d}")["i"] == i for i in range(200))  # type: ignore[index]
+
+
+def _endless_writer(directory: str) -> None:
+    cache = ResponseCache(Path(directory))
+    i = 0
+    while True:
+        cache.put(f"k{i}", {"content": "x" * 10_000, "i": i})
+        i += 1
+
+
+def test_a_process_killed_while_writing_leaves_a_consistent_cache(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_endless_writer, args=(str(tmp_path),))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / "replies.sqlite3-wal").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # mid-stream of writes
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+
+    cache = ResponseCache(tmp_path)  # opens with quick_check: no warning, nothing set aside
+    stored = len(cache)
+    assert stored > 0
+    assert all(cache.get(f"k{i}") == {"content": "x" * 10_000, "i": i} for i in range(stored))
+    assert not list(tmp_path.glob("*.corrupt-*"))
