@@ -29,6 +29,8 @@ from typing import Literal
 import httpx
 import ollama
 
+from mimicry.core.samples import REPLY_COUNTERS
+
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_HOST",
@@ -197,14 +199,7 @@ class ModelInfo:
         return dataclasses.asdict(self)
 
 
-_REPLY_INT_FIELDS = (
-    "prompt_eval_count",
-    "eval_count",
-    "total_duration",
-    "load_duration",
-    "prompt_eval_duration",
-    "eval_duration",
-)
+_REPLY_INT_FIELDS = REPLY_COUNTERS
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,8 @@ def input_was_cut(
     )
 
 
-REPLY_FIELDS = (
-    "done_reason",
+#: Ollama's counters of a reply (durations in nanoseconds), all integers.
+REPLY_COUNTERS = (
     "prompt_eval_count",
     "eval_count",
     "total_duration",
@@ -71,6 +71,8 @@ REPLY_FIELDS = (
     "prompt_eval_duration",
     "eval_duration",
 )
+#: The reply fields a sample result keeps besides the text.
+REPLY_FIELDS = ("done_reason", *REPLY_COUNTERS)
 
 
 def record_problem(record: Mapping[str, object]) -> str | None:
