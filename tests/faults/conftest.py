@@ -65,6 +65,7 @@ def run_args(
 
 
 def cache_dir(suite: Suite) -> Path:
+    """The response cache folder the runs of :func:`run_args` use."""
     return suite.pytester.path / CACHE_DIR
 
 

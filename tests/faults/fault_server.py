@@ -235,7 +235,7 @@ class FaultServer:
         server = make_server(
             "127.0.0.1",
             self.port,
-            Request.application(self._app),  # type: ignore[arg-type]
+            Request.application(self._app),
             threaded=True,
             request_handler=_QuietHandler,
         )
