@@ -92,6 +92,13 @@ class ResponseCache:
                 "CREATE TABLE IF NOT EXISTS replies ("
                 " key TEXT PRIMARY KEY, value TEXT NOT NULL, stored_at REAL NOT NULL)"
             )
+            # failures are kept for the run that saw them only, so that every test of a sample
+            # in that run sees the same outcome; a later run asks again
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS failures ("
+                " key TEXT NOT NULL, run_id TEXT NOT NULL, reason TEXT NOT NULL,"
+                " PRIMARY KEY (key, run_id))"
+            )
             row = conn.execute("PRAGMA quick_check").fetchone()
             if row is None or row[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check said {row!r}")
@@ -123,6 +130,27 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO replies (key, value, stored_at) VALUES (?, ?, ?)",
                 (key, text, time.time()),
             )
+
+    def put_failure(self, key: str, run_id: str, reason: str) -> None:
+        """Remember, for this run only, that asking for ``key`` failed and why."""
+        with self._db_lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO failures (key, run_id, reason) VALUES (?, ?, ?)",
+                (key, run_id, reason),
+            )
+
+    def get_failure(self, key: str, run_id: str) -> str | None:
+        """Why asking for ``key`` failed earlier in this run, or None."""
+        with self._db_lock:
+            row = self._conn.execute(
+                "SELECT reason FROM failures WHERE key = ? AND run_id = ?", (key, run_id)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def drop_failures(self, run_id: str) -> None:
+        """Forget a finished run's failures."""
+        with self._db_lock:
+            self._conn.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
 
     def discard(self, key: str, *, reason: str) -> None:
         """Drop a damaged entry so it is asked again, and say so."""

@@ -321,7 +321,16 @@ _FailureKind = Literal["connect", "timeout", "protocol", "network", "status", "m
 # json.JSONDecodeError and pydantic's ValidationError are ValueErrors) and AttributeError, which
 # ollama raises instead of ResponseError when an error body is JSON but not an object.
 # Anything else (including an AttributeError not caused that way) propagates unchanged.
-_TRANSLATED = (ollama.ResponseError, httpx.HTTPError, ConnectionError, ValueError, AttributeError)
+# TypeError: ollama builds its response with `**body`, which fails on a JSON body that is not an
+# object (`[]`, `null`); the messages were checked before sending, so it can only be the reply.
+_TRANSLATED = (
+    ollama.ResponseError,
+    httpx.HTTPError,
+    ConnectionError,
+    ValueError,
+    AttributeError,
+    TypeError,
+)
 
 
 @dataclass(frozen=True)
@@ -405,7 +414,7 @@ def _classify(exc: BaseException, timeout_s: float) -> _Failure | None:
         return _Failure("network", f"network error ({type(exc).__name__}: {exc})", True)
     if isinstance(exc, httpx.HTTPError):
         return _Failure("network", f"HTTP client error ({type(exc).__name__}: {exc})", False)
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError | TypeError):
         # A complete body that is not the JSON Ollama sends: the server will send it again, so
         # retrying only spends time (a body cut mid-way is a RemoteProtocolError, retried above).
         detail = _server_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

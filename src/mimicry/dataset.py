@@ -44,7 +44,7 @@ def load_rows(spec: DatasetSpec) -> Any:
     import datasets
 
     path = spec.local_path
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # our messages replace its logs
     datasets.disable_progress_bars()
     try:
         if path is not None:
@@ -56,6 +56,7 @@ def load_rows(spec: DatasetSpec) -> Any:
                 )
             if not path.is_file():
                 raise DatasetError(f"--dataset {spec.id_or_path!r}: no such file")
+            _prepare_in_child(builder, path, spec)
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
         else:
             _require_hub(spec)
@@ -73,6 +74,45 @@ def load_rows(spec: DatasetSpec) -> Any:
     if len(ds) == 0:
         raise DatasetError(f"--dataset {spec.id_or_path!r}: the dataset has no rows")
     return ds
+
+
+_PREPARE = (
+    "import sys, datasets\n"
+    "datasets.disable_progress_bars()\n"
+    "datasets.logging.set_verbosity(datasets.logging.CRITICAL)\n"
+    "datasets.load_dataset(sys.argv[1], data_files=sys.argv[2], split='train')\n"
+)
+
+
+def _prepare_in_child(builder: str, path: Path, spec: DatasetSpec) -> None:
+    """Build the Arrow cache of a new file in a child process.
+
+    pyarrow's JSON reader can crash the whole process on some malformed files (a first line
+    that is ``null``; a column whose type changes after a blank line). Converting the file in a
+    child turns that into one clear error; the parent then loads the prepared cache. A file
+    already in the cache costs nothing here.
+    """
+    import subprocess
+    import sys
+
+    import datasets
+
+    cache = Path(datasets.load_dataset_builder(builder, data_files=str(path)).cache_dir)
+    if (cache / "dataset_info.json").exists():
+        return
+    child = subprocess.run(
+        [sys.executable, "-c", _PREPARE, builder, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode < 0:
+        raise DatasetError(
+            f"--dataset {spec.id_or_path!r}: the file crashed the Arrow reader (signal "
+            f"{-child.returncode}); check that every line is one JSON object and that each "
+            "column keeps one type"
+        )
+    # any other failure is reported by the parent's own load, with its message
 
 
 def _require_hub(spec: DatasetSpec) -> None:
@@ -108,6 +148,10 @@ def _require_hub(spec: DatasetSpec) -> None:
 
 
 def _explain_load_failure(spec: DatasetSpec, path: Path | None, exc: BaseException) -> str:
+    innermost = exc
+    while innermost.__cause__ is not None or innermost.__context__ is not None:
+        innermost = innermost.__cause__ or innermost.__context__  # type: ignore[assignment]
+    exc = innermost  # datasets wraps the useful message ("JSON parse error ... in row 1")
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     if "corresponds to no data" in first_line:  # datasets' words for a file with no rows
         return f"--dataset {spec.id_or_path!r}: the dataset has no rows"
@@ -155,12 +199,33 @@ def select_indices(
     return sorted(random.Random(seed).sample(range(n_rows), samples))
 
 
-def estimate_prompt_chars(ds: Any, indices: Sequence[int]) -> int:
+def estimate_prompt_chars(ds: Any, indices: Sequence[int], spec: DatasetSpec | None = None) -> int:
     """The longest ``str(row)`` among the selected rows (read column-wise in batches)."""
     longest = 0
     batch = 1024
     for start in range(0, len(indices), batch):
-        rows = ds.select(indices[start : start + batch])
-        for row in rows:
-            longest = max(longest, len(f"{row}"))
+        chunk = indices[start : start + batch]
+        try:
+            rows = [f"{row}" for row in ds.select(chunk)]
+        except Exception as exc:  # noqa: BLE001 - a row Arrow stored but cannot give back
+            raise DatasetError(_unreadable_row(ds, chunk, exc, spec)) from None
+        longest = max([longest, *map(len, rows)])
     return longest
+
+
+def _unreadable_row(ds: Any, chunk: Sequence[int], exc: Exception, spec: DatasetSpec | None) -> str:
+    """Name the first row of ``chunk`` that cannot be read, and why."""
+    for index in chunk:
+        try:
+            f"{ds[index]}"
+        except Exception as row_exc:  # noqa: BLE001
+            exc = row_exc
+            break
+    else:
+        index = chunk[0]
+    detail = (str(exc).splitlines() or [""])[0][:200]
+    where = f"--dataset {spec.id_or_path!r}" if spec is not None else "--dataset"
+    return (
+        f"{where}: row {index} cannot be read ({type(exc).__name__}: {detail}); "
+        "fix or drop that row"
+    )

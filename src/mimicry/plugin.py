@@ -358,6 +358,7 @@ def reply_service(config: pytest.Config) -> Any:
             cache=cache,
             mode=mode,
             concurrency=settings.concurrency,
+            run_id=plan.run_id,
         )
     return state.reply_service
 
@@ -368,7 +369,7 @@ def judge_sample(
     """The sample's result dict (reply fetched once, judged once per process, then reused)."""
     from mimicry.client import OllamaError
     from mimicry.core.prompt import render_messages
-    from mimicry.replies import ReplayMiss
+    from mimicry.replies import FailedEarlier, ReplayMiss
 
     state = run_state(config)
     if (index, repeat) in state.judged:
@@ -387,7 +388,7 @@ def judge_sample(
         service.prefetch(_upcoming_jobs(state, index, repeat))
         try:
             fetched = service.fetch(messages, repeat, route=index)
-        except (OllamaError, ReplayMiss) as exc:
+        except (OllamaError, ReplayMiss, FailedEarlier) as exc:
             result = error_sample(
                 sample_id=sample_id, index=index, reason=str(exc), prompt_chars=len(f"{record}")
             )
@@ -608,7 +609,8 @@ class _Controller:
         run.update(
             duration_s=round(time.monotonic() - state.started, 3),
             repeat=state.settings.repeat,
-            complete=not interrupted and seen >= planned,
+            # complete: every planned sample has a reply (errors within budget still exit 0)
+            complete=not interrupted and seen >= planned and errors == 0,
             exit_status=None,
             errors=errors,
             error_budget=state.settings.max_errors.describe(),
@@ -619,6 +621,8 @@ class _Controller:
             run["incomplete_reason"] = "interrupted"
         elif seen < planned:
             run["incomplete_reason"] = f"{planned - seen} of {planned} samples were not evaluated"
+        elif errors:
+            run["incomplete_reason"] = f"{errors} of {planned} samples had no reply"
         report = build_report(run, state.results, self._record_keys())
         gates_failed = self._gate(report)
         if self.stopped_for_errors:
@@ -635,6 +639,19 @@ class _Controller:
         report["run"] = run
         state.report = report
         self._write_reports(session, report)
+        self._forget_failures()
+
+    def _forget_failures(self) -> None:
+        """The run's remembered failures served its tests; the next run asks again."""
+        from mimicry.cache import ResponseCache
+
+        plan = self.state.require_plan()
+        if plan.cache_dir and Path(plan.cache_dir, "replies.sqlite3").exists():
+            cache = ResponseCache(Path(plan.cache_dir))
+            try:
+                cache.drop_failures(plan.run_id)
+            finally:
+                cache.close()
 
     def _gate(self, report: dict[str, Any]) -> bool:
         """Compare with the baseline and evaluate the gates; True when a gate failed."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mimicry.cache import ResponseCache, cache_key
-from mimicry.client import ChatReply
+from mimicry.client import ChatReply, OllamaError
 from mimicry.settings import CacheMode
 
 Messages = Sequence[Mapping[str, str]]
@@ -35,6 +35,10 @@ class ChatClient(Protocol):
 
 class ReplayMiss(LookupError):
     """``--response-cache-mode replay`` and no stored reply for this request."""
+
+
+class FailedEarlier(Exception):
+    """Asking for this reply already failed in this run (another test or worker saw it)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class ReplyService:
         cache: ResponseCache | None,
         mode: CacheMode,
         concurrency: int = 1,
+        run_id: str = "",
     ) -> None:
         if mode is not CacheMode.OFF and cache is None:
             raise ValueError(f"response cache mode {mode.value!r} needs a cache")
@@ -79,6 +84,7 @@ class ReplyService:
         self._cache = cache if mode is not CacheMode.OFF else None
         self._mode = mode
         self._concurrency = concurrency
+        self._run_id = run_id
         self._pool = (
             ThreadPoolExecutor(concurrency, thread_name_prefix="mimicry-reply")
             if concurrency > 1 and mode is not CacheMode.REPLAY
@@ -166,7 +172,14 @@ class ReplyService:
                 stored = self._stored(key)
                 if stored is not None:
                     return Fetched(stored, cached=True)
-            reply = self._ask(job, options)
+            earlier = self._cache.get_failure(key, self._run_id)
+            if earlier is not None:
+                raise FailedEarlier(earlier)
+            try:
+                reply = self._ask(job, options)
+            except OllamaError as exc:
+                self._cache.put_failure(key, self._run_id, str(exc))
+                raise
             self._cache.put(key, reply.to_dict())
         return Fetched(reply, cached=False)
 

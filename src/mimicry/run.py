@@ -179,9 +179,9 @@ def plan_run(
             seed=settings.sample_seed,
             sample_ids=settings.sample_ids,
         )
+        longest = estimate_prompt_chars(ds, indices, spec)
     except DatasetError as exc:
         raise usage_error(str(exc)) from None
-    longest = estimate_prompt_chars(ds, indices)
     try:
         resolved = [resolve_host(h, env) for h in settings.ollama_hosts] or [
             resolve_host(None, env)

@@ -37,9 +37,10 @@ Not modelled: the real dataset's handful of empty or ``null`` responses (13 ``re
 ``response_b``) and the real text itself (the replies a fake server gives only need the shape).
 
 Rows are generated one at a time and written as they are made (JSON Lines, or Parquet in
-batches), so the full size takes well under a minute and little memory. Same ``seed``, same rows,
-byte for byte (only :class:`random.Random` is used, whose sequences are stable across Python
-versions).
+batches), so the full size takes well under a minute and little memory (about 5 s and 20 MB for
+the 57,477 rows, 256 MB of JSON Lines). Same ``seed``, same rows, byte for byte, on a given Python
+version: only :class:`random.Random` is used, and Python guarantees the sequence of ``random()``
+across versions but not that of every distribution built on it.
 
 Command line: ``python -m mimicry.synthetic OUT.jsonl [--rows N] [--seed S]`` (``.parquet`` for
 Parquet).

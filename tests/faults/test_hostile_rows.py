@@ -202,7 +202,7 @@ def check_file(path: str, hf_cache: str, reply_kind: str, reply_text: str) -> li
         select_indices(ids, samples=None, samples_given=False, seed=0, sample_ids=(str(ids[0]),))
     except DatasetError as exc:
         message = str(exc)
-        assert message.startswith(("--dataset ", "--sample-ids")), message
+        assert message.startswith(("--dataset", "--sample-ids")), message
         assert "\n" not in message, message
         return ["file: DatasetError"]
 
