@@ -138,7 +138,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "request_timeout",
         "300",
-        "seconds before one model request is abandoned and retried",
+        "seconds a request may wait on the server at each step (connecting, each read) "
+        "before it is abandoned and retried",
         "SECONDS",
     ),
     OptionSpec(

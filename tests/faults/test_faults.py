@@ -456,3 +456,18 @@ def test_the_api_key_is_sent_on_every_request_and_written_nowhere(
                 leaks.append(path)
     assert leaks == []
     assert cached_rows(suite) == N - 1
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["no-xdist", "n2"])
+def test_a_failed_sample_is_asked_once_per_run_and_all_its_tests_agree(
+    suite: Suite, fault_server: FaultServer, xdist: bool
+) -> None:
+    failing = SHORT_IDS[0]
+    fault_server.script(Status(400, error="bad request"), sample_id=failing)
+    result = suite.run(*run_args(fault_server, suite, "--max-errors=1"), xdist=xdist)
+
+    assert_no_traceback(result)
+    assert result.ret == 0
+    assert len(fault_server.chat_log(sample_id=failing)) == 1  # 4 tests, 1 request
+    result.assert_outcomes(errors=4, passed=2 * (N - 1), failed=2 * (N - 1))
+    assert by_id(suite.report())[failing]["status"] == "error"
