@@ -13,11 +13,13 @@ writes the report in ``pytest_sessionfinish`` and prints it in ``pytest_terminal
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -63,7 +65,7 @@ class RunState:
     server: Any = None
     reply_service: Any = None
     judged: OrderedDict[tuple[int, int], dict[str, Any]] = field(default_factory=OrderedDict)
-    sent: set[tuple[str, int]] = field(default_factory=set)
+    outcomes: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     positions: dict[int, int] | None = None  # sample index -> its place in the run order
     results: RunResults = field(default_factory=RunResults)
@@ -364,9 +366,12 @@ def reply_service(config: pytest.Config) -> Any:
 
 
 def judge_sample(
-    config: pytest.Config, index: int, record: dict[str, Any], repeat: int = 0
+    config: pytest.Config, index: int, record: dict[str, Any] | None = None, repeat: int = 0
 ) -> dict[str, Any]:
-    """The sample's result dict (reply fetched once, judged once per process, then reused)."""
+    """The sample's result dict (reply fetched once, judged once per process, then reused).
+
+    ``record`` is the dataset row at ``index``; None reads it, only when it is needed.
+    """
     from mimicry.client import OllamaError
     from mimicry.core.prompt import render_messages
     from mimicry.replies import FailedEarlier, ReplayMiss
@@ -376,6 +381,8 @@ def judge_sample(
         state.judged.move_to_end((index, repeat))
         return state.judged[(index, repeat)]
     plan = state.require_plan()
+    if record is None:
+        record = dataset_rows(config)[index]
     sample_id = str(record.get("id", index))
     problem = record_problem(record)
     if problem is not None:
@@ -423,7 +430,7 @@ def _upcoming_jobs(state: RunState, index: int, repeat: int) -> list[Any]:
     start = state.positions.get(index, -1) + 1
     jobs = []
     for upcoming in plan.indices[start : start + ahead]:
-        if (upcoming, repeat) in state.judged:
+        if (upcoming, repeat) in state.outcomes:
             continue
         row = state.dataset[upcoming] if state.dataset is not None else None
         if row is None or record_problem(row) is not None:
@@ -443,9 +450,7 @@ class BehaviorCheck:
     explanation: str
 
 
-def check_behavior(
-    item: pytest.Item, index: int, record: dict[str, Any], repeat: int = 0
-) -> BehaviorCheck:
+def check_behavior(item: pytest.Item, index: int, repeat: int = 0) -> BehaviorCheck:
     """Judge the item's behavior on its sample; record the result on the item's reports.
 
     A sample without a verdict (null) skips the test; a sample without a reply raises
@@ -454,26 +459,44 @@ def check_behavior(
     config = item.config
     state = run_state(config)
     behavior = item.stash[BEHAVIOR_KEY]
-    sample = judge_sample(config, index, record, repeat)
-    sample_id = str(sample["id"])
-    payload: dict[str, Any] = {
-        "behavior": behavior,
-        "sample_id": sample_id,
-        "repeat": repeat,
-        "sample": None,
-    }
-    if (sample_id, repeat) not in state.sent:
-        payload["sample"] = sample
-        state.sent.add((sample_id, repeat))
+    outcome = state.outcomes.get((index, repeat))
+    full = None
+    if outcome is None:
+        # first test of this sample in this process: judge it, and send the full result along
+        full = judge_sample(config, index, None, repeat)
+        outcome = state.outcomes[(index, repeat)] = _outcome(full)
+    sample_id = outcome["id"]
+    payload = {"behavior": behavior, "sample_id": sample_id, "repeat": repeat, "sample": full}
     item.user_properties.append((PROPERTY_NAME, payload))
-    if sample["status"] == "error":
-        raise SampleError(f"sample {sample_id}: {sample['error']}")
-    verdict = sample["behaviors"][behavior]
+    if outcome["status"] == "error":
+        raise SampleError(f"sample {sample_id}: {outcome['error']}")
+    verdict = outcome["behaviors"][behavior]
     if verdict is None:
-        pytest.skip(f"not judged: {', '.join(sample['flags']) or 'no verdict'}")
-    explanation = str(sample.get("explanations", {}).get(behavior, ""))
+        pytest.skip(f"not judged: {', '.join(outcome['flags']) or 'no verdict'}")
+    explanation = str(outcome["explanations"].get(behavior, ""))
     item.stash[EXPLANATION_KEY] = explanation
     return BehaviorCheck(behavior, sample_id, bool(verdict), explanation)
+
+
+def _outcome(sample: dict[str, Any]) -> dict[str, Any]:
+    """What the other tests of a sample need: verdicts and reasons, without the reply.
+
+    Kept for every sample a process judged (a few hundred bytes each), so each sample is
+    fetched and judged once per process, whatever order its four tests come in.
+    """
+    verdicts = sample["behaviors"]
+    return {
+        "id": str(sample["id"]),
+        "status": sample["status"],
+        "error": sample["error"],
+        "behaviors": verdicts,
+        "flags": sample["flags"],
+        "explanations": {
+            name: why
+            for name, why in (sample.get("explanations") or {}).items()
+            if verdicts.get(name) is False  # only failures print their reason
+        },
+    }
 
 
 # -- results and reports --------------------------------------------------------------------
@@ -513,9 +536,13 @@ class _Controller:
         self.consecutive_errors = 0
         self.comparison: Any = None
         self.outcomes: tuple[Any, ...] = ()
+        self.junit = bool(getattr(config.option, "xmlpath", None))
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        # the report's statistics need scipy.stats, a slow import: load it while the run
+        # waits on the model rather than after the last reply
+        threading.Thread(target=importlib.import_module, args=("scipy.stats",), daemon=True).start()
 
     @property
     def planned_samples(self) -> int:
@@ -530,12 +557,13 @@ class _Controller:
                 sample = payload.get("sample")
                 if isinstance(sample, dict):
                     self._watch_errors(sample)
-            # before junitxml reads them (from the teardown report): the transport dict becomes
-            # readable flat properties
-            report.user_properties = [
-                *(p for p in report.user_properties if p[0] != PROPERTY_NAME),
-                *self._junit_properties(payload),
-            ]
+            if report.when == "teardown" and self.junit:
+                # junitxml reads the teardown report's properties (after this hook): the
+                # transport dict becomes readable flat properties
+                report.user_properties = [
+                    *(p for p in report.user_properties if p[0] != PROPERTY_NAME),
+                    *self._junit_properties(payload),
+                ]
         if report.failed and payload is None:
             self.state.other_failures += 1  # not a measurement: keeps the exit status non-zero
 

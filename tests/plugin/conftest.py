@@ -9,12 +9,14 @@ from typing import Any
 
 import datasets  # noqa: F401 - see below
 import pytest
+import scipy.stats  # noqa: F401 - see below
 
 from tests.conftest import REAL_ROWS_JSONL, REPO_ROOT
 from tests.fake_ollama import FakeOllama
 
-# pytester's in-process runs unload the modules they imported; pyarrow extension types that
-# datasets registers at import cannot be registered twice, so datasets is imported here, once.
+# pytester's in-process runs unload the modules they imported, and some cannot be imported twice
+# in one process (pyarrow extension types that datasets registers; numpy's C modules, which
+# scipy.stats brings): both are imported here, once, before any in-process run.
 
 # A few short real rows keep these tests fast; the ids are those of the shared sample.
 SHORT_SAMPLE_IDS = "887722,1594211,1404102,933555,587904"

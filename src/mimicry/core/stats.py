@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import binomtest
-
 CONFIDENCE = 0.95
 
 
@@ -26,6 +24,8 @@ def wilson_interval(
     _check_counts(passed, n)
     if n == 0:
         return None
+    from scipy.stats import binomtest  # imported when first needed: it takes most of a second
+
     ci = binomtest(passed, n).proportion_ci(confidence_level=confidence, method="wilson")
     return (_clip(float(ci.low)), _clip(float(ci.high)))
 
