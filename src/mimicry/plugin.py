@@ -478,6 +478,16 @@ def check_behavior(item: pytest.Item, index: int, repeat: int = 0) -> BehaviorCh
     return BehaviorCheck(behavior, sample_id, bool(verdict), explanation)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Runs after xdist sent the report to the controller and after the controller took the
+    # sample's full result: drop it from the payload, which the item (and pytest's list of
+    # failed reports) would otherwise keep for the rest of the run.
+    for name, value in report.user_properties:
+        if name == PROPERTY_NAME and isinstance(value, dict) and value.get("sample") is not None:
+            value["sample"] = None
+
+
 def _outcome(sample: dict[str, Any]) -> dict[str, Any]:
     """What the other tests of a sample need: verdicts and reasons, without the reply.
 
@@ -491,11 +501,7 @@ def _outcome(sample: dict[str, Any]) -> dict[str, Any]:
         "error": sample["error"],
         "behaviors": verdicts,
         "flags": sample["flags"],
-        "explanations": {
-            name: why
-            for name, why in (sample.get("explanations") or {}).items()
-            if verdicts.get(name) is False  # only failures print their reason
-        },
+        "explanations": sample.get("explanations") or {},  # reasons of the failed verdicts
     }
 
 

@@ -117,7 +117,12 @@ def judged_sample(
         "prompt_chars": prompt_chars,
         "cached": cached,
         **judgement.to_dict(),
-        "explanations": {name: judgement.explain(name) for name in BEHAVIORS},
+        # why each behavior was not shown (a passing verdict needs no reason)
+        "explanations": {
+            name: judgement.explain(name)
+            for name in BEHAVIORS
+            if judgement.verdicts.get(name) is False
+        },
         "reply": text,
     }
     for name in REPLY_FIELDS:
