@@ -203,6 +203,9 @@ class LlamaCppEngine:
         params.n_parallel = config.parallel
         params.cpuparams.n_threads = config.threads
         params.cpuparams_batch.n_threads = config.threads
+        # llama.cpp keeps finished prompts in host memory (up to 8 GiB by default) to reuse
+        # them; every sample's prompt is new, so that cache only grows: keep memory flat
+        params.cache_ram_mib = 0
         params.verbosity = _LLAMA_VERBOSITY[config.log_level]
         params.ui = False
         # llama.cpp's own server listens on loopback; the key keeps other local users out.
