@@ -35,7 +35,13 @@ class Suite:
     def __init__(self, pytester: pytest.Pytester) -> None:
         self.pytester = pytester
         shutil.copytree(REPO_ROOT / "evals", pytester.path / "evals")
-        shutil.copy(REPO_ROOT / "conftest.py", pytester.path / "conftest.py")
+        # The repo's conftest, made to find the repo's `fixtures` package from the pytester
+        # directory (there, xdist workers inherit the sys.path of the process running pytester,
+        # which need not hold the repo root).
+        conftest = (REPO_ROOT / "conftest.py").read_text()
+        (pytester.path / "conftest.py").write_text(
+            f"import sys\n\nsys.path.insert(0, {str(REPO_ROOT)!r})\n{conftest}"
+        )
         pytester.makeini("[pytest]\n")
 
     def run(self, *args: str, xdist: bool = False) -> pytest.RunResult:

@@ -42,6 +42,7 @@ def _children_serving(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["no-xdist", "n2"])
 def test_evals_run_on_the_real_embedded_model(suite: Suite, xdist: bool) -> None:
+    already = set(_children_serving(os.getpid()))  # e.g. another test module's server
     result = suite.run(
         "--backend=embedded",
         f"--dataset={REAL_ROWS_JSONL}",
@@ -71,10 +72,11 @@ def test_evals_run_on_the_real_embedded_model(suite: Suite, xdist: bool) -> None
         assert sample["reply"]
     judged_or_null = {name: row["n"] + row["null"] for name, row in report["behaviors"].items()}
     assert judged_or_null == dict.fromkeys(judged_or_null, 3)
-    assert _children_serving(os.getpid()) == []  # the server is gone with the session
+    assert set(_children_serving(os.getpid())) <= already  # the run's server is gone
 
 
 def test_the_server_is_gone_after_a_failing_gate(suite: Suite) -> None:
+    already = set(_children_serving(os.getpid()))
     result = suite.run(
         "--backend=embedded",
         f"--dataset={REAL_ROWS_JSONL}",
@@ -84,4 +86,4 @@ def test_the_server_is_gone_after_a_failing_gate(suite: Suite) -> None:
     )
 
     assert result.ret == 1
-    assert _children_serving(os.getpid()) == []
+    assert set(_children_serving(os.getpid())) <= already
