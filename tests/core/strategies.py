@@ -15,17 +15,7 @@ import json
 from hypothesis import strategies as st
 
 #: The dataset's columns, in its order (and the order of ``str(row)``).
-COLUMNS = (
-    "id",
-    "model_a",
-    "model_b",
-    "prompt",
-    "response_a",
-    "response_b",
-    "winner_model_a",
-    "winner_model_b",
-    "winner_tie",
-)
+from mimicry.synthetic import COLUMNS  # noqa: E402 - one list of the columns, shared
 
 #: Model names that occur in the real rows.
 REAL_MODEL_NAMES = (

@@ -37,18 +37,9 @@ from mimicry.core.compare import (
 )
 from mimicry.core.report import RunResults, build_report
 from mimicry.core.stats import wilson_interval
+from mimicry.synthetic import COLUMNS
 
-RECORD_KEYS = (
-    "id",
-    "model_a",
-    "model_b",
-    "prompt",
-    "response_a",
-    "response_b",
-    "winner_model_a",
-    "winner_model_b",
-    "winner_tie",
-)
+RECORD_KEYS = COLUMNS
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 
