@@ -14,8 +14,8 @@ import json
 
 from hypothesis import strategies as st
 
-#: The dataset's columns, in its order (and the order of ``str(row)``).
-from mimicry.synthetic import COLUMNS  # noqa: E402 - one list of the columns, shared
+# The dataset's columns, in its order (and the order of ``str(row)``): one list, shared.
+from mimicry.synthetic import COLUMNS
 
 #: Model names that occur in the real rows.
 REAL_MODEL_NAMES = (
