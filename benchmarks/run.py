@@ -22,9 +22,9 @@ a temporary folder and removed at the end (``--keep`` keeps it). The full ``repl
 3. ``replay``: a 57,477-row synthetic dataset (:mod:`mimicry.synthetic`); its replies recorded once
    from a fast fake server, then ``pytest evals --samples all --response-cache-mode replay`` with
    and without ``-n 2``, next to pytest's own floor in the same run: a generated file of 57,477 x 4
-   = 229,908 trivial parametrized tests. Wall time and peak RSS of the largest process (from
-   ``wait4``'s rusage, cross-checked by sampling ``VmHWM`` in ``/proc``). Goal: <= 1.5x the
-   floor, both figures, with and without ``-n 2``.
+   = 229,908 trivial parametrized tests. Wall time and peak RSS of the largest process (the
+   ``wait4`` rusage that ``benchmarks/launch.py`` reads, cross-checked by sampling ``VmHWM`` in
+   ``/proc``). Goal: <= 1.5x the floor, both figures, with and without ``-n 2``.
 4. ``embedded``: the embedded model (SmolLM2-135M through llama.cpp) on the 32 real rows: prompt
    and generation tokens/s (the server's own counts and durations) and samples/min, through the
    ``ollama`` client, and samples/min through the suite (``--backend embedded -n 2``).
@@ -166,32 +166,41 @@ def measure(
     peak_kb = 0
     done = threading.Event()
     started = time.perf_counter()
+    rusage_file = log.with_suffix(".rusage.json")
+    launched = [PYTHON, str(BENCH_DIR / "launch.py"), str(rusage_file), *command]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(launched, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     others: set[str] = set()
+    largest = ""
 
     def poll() -> None:
         # wait4's rusage misses descendants that were never reaped; VmHWM is a high-water mark,
-        # so sampling it now and then still sees each process's peak
-        nonlocal peak_kb
+        # so sampling it now and then still sees each process's peak (the launcher's own ~10 MB
+        # is in the tree too, far below anything measured)
+        nonlocal peak_kb, largest
         while not done.wait(RSS_POLL_S):
             with contextlib.suppress(Exception):
-                tree = _process_tree(process.pid)
-                peak_kb = max([peak_kb, *(_vm_hwm_kb(pid) for pid in tree)])
+                for pid in _process_tree(process.pid):
+                    hwm = _vm_hwm_kb(pid)
+                    if hwm > peak_kb:
+                        peak_kb, largest = hwm, _role(pid)
                 others.update(heavy_processes())
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    process.wait()
     wall = time.perf_counter() - started
     done.set()
     poller.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    launched_rss_kb = json.loads(rusage_file.read_text())["maxrss_kb"]
     text = log.read_text(errors="replace")
     summary = _pytest_summary(text)
-    rss_mb = max(usage.ru_maxrss, peak_kb) / 1024
-    print(f"    {wall:.2f} s, peak RSS {rss_mb:.0f} MB, exit {process.returncode}: {summary}")
+    rss_mb = max(launched_rss_kb, peak_kb) / 1024
+    which = f" ({largest})" if largest and peak_kb >= launched_rss_kb else ""
+    print(
+        f"    {wall:.2f} s, peak RSS {rss_mb:.0f} MB{which}, exit {process.returncode}: {summary}"
+    )
     if others:
         print(
             f"    warning: {len(others)} other pytest process(es) ran meanwhile: timing distorted"
@@ -200,9 +209,26 @@ def measure(
         tail = "\n".join(text.strip().splitlines()[-15:])
         print(f"    the command failed; the end of its output ({log}):\n{tail}")
     measured = Measured(label, command, wall, rss_mb, process.returncode, summary, str(log))
+    if largest:
+        measured.extra["largest_process"] = largest
     if others:
         measured.extra["other_pytest_processes_meanwhile"] = sorted(others)
     return measured
+
+
+def _role(pid: int) -> str:
+    """What a process of a measured tree is: an xdist worker, the main process, a server."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [w.decode(errors="replace") for w in cmdline if w]
+    text = " ".join(words)
+    if "exec(eval(sys.stdin.readline()))" in text:  # how execnet starts an xdist worker
+        return "xdist worker"
+    if "mimicry.serve" in text:
+        return "embedded server"
+    return "main process"
 
 
 def _pytest_summary(text: str) -> str:
