@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REAL_ROWS_JSONL, REPO_ROOT
+from tests.conftest import REAL_ROWS_JSONL
 from tests.faults.fault_server import FaultServer
+from tests.plugin import conftest as plugin_conftest
 from tests.plugin.conftest import SHORT_SAMPLE_IDS, Suite
+
+#: The eval suite in a fresh pytester directory: the same fixture as tests/plugin's.
+suite = plugin_conftest.suite
 
 #: Three more short real rows, for tests that script one fault per sample.
 MORE_SAMPLE_IDS = "370945,1491225,481524"
@@ -31,15 +35,6 @@ def fault_server() -> Iterator[FaultServer]:
     finally:
         server.stop()
     server.check()
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Suite:
-    """The repo's eval suite in a fresh pytester directory (see tests/plugin/conftest.py)."""
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    monkeypatch.delenv("OLLAMA_HOST", raising=False)
-    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
-    return Suite(pytester)
 
 
 def run_args(
