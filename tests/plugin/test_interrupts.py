@@ -44,6 +44,15 @@ def _wait_for(condition: object, timeout: float = 60.0) -> None:
 def _ctrl_c(proc: subprocess.Popen[bytes]) -> str:
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
+    # xdist's workers may outlive the controller by a moment: wait for the whole group to be
+    # gone, so that no request of this run is counted as the next run's
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     return out.decode(errors="replace")
 
 
