@@ -6,7 +6,7 @@ whether the samples that flipped one way outnumber those that flipped the other 
 chance allows. An unpaired test (two independent proportions) would throw that pairing away and
 lose most of its power.
 
-- Rates carry 95% Wilson intervals (:func:`mimicry.core.stats.wilson_interval`, from scipy).
+- Rates carry 95% Wilson intervals (:func:`mimicry.core.stats.wilson_interval`).
 - The difference ``current - baseline`` carries Newcombe's hybrid score interval for paired
   proportions (Newcombe 1998, "Improved confidence intervals for the difference between binomial
   proportions based on paired data", Statistics in Medicine 17:2635, method 10): it combines the
@@ -33,11 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from scipy.stats import binomtest, norm
-
-from mimicry.core.stats import CONFIDENCE, wilson_interval
-
-SCHEMA_VERSION = 1  # the report schema this module reads (mimicry.core.report.SCHEMA_VERSION)
+from mimicry.core.report import READABLE_SCHEMA_VERSIONS
+from mimicry.core.stats import CONFIDENCE, normal_quantile, wilson_interval
 
 #: Default share of a sample's judged repeats that must pass for the sample to pass, when runs
 #: with repeats are compared. With one observation per sample the share is 0 or 1, so any
@@ -56,6 +53,7 @@ DifferenceKind = Literal[
     "errors",
     "behaviors",
     "repeats",
+    "detectors",
 ]
 Severity = Literal["warning", "note"]
 Verdict = bool | None
@@ -101,13 +99,14 @@ def check_report(data: object, source: str = "report") -> dict[str, Any]:
             "expected an object written by --report-json"
         )
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         found = (
             "no schema_version" if "schema_version" not in data else f"schema_version {version!r}"
         )
         raise ReportError(
             f"{source!r} is not a mimicry report this version can read: {found}, "
-            f"expected schema_version {SCHEMA_VERSION} (write it with --report-json)"
+            f"expected schema_version {' or '.join(map(str, READABLE_SCHEMA_VERSIONS))} "
+            "(write it with --report-json)"
         )
     for key, kind in (("run", dict), ("behaviors", dict), ("samples", list)):
         if not isinstance(data.get(key), kind):
@@ -217,6 +216,8 @@ def mcnemar_exact_p(b: int, c: int) -> float:
         raise ValueError(f"discordant counts must be >= 0, got b={b!r}, c={c!r}")
     if b + c == 0:
         return 1.0
+    from scipy.stats import binomtest  # imported when a comparison needs it: it is slow to load
+
     return min(1.0, float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue))
 
 
@@ -375,7 +376,7 @@ def _wilson_fractional(p: float, n: float, confidence: float) -> tuple[float, fl
     scipy's ``binomtest`` needs whole counts, so the effective-size interval is the score formula
     itself; with whole counts it equals :func:`mimicry.core.stats.wilson_interval` (tested).
     """
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(confidence)
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
@@ -552,6 +553,7 @@ def compare_reports(
     observations a sample's verdict is :func:`consistent_verdict` at ``min_share``.
     """
     _check_share(min_share)
+    baseline, current, notes = _same_detectors(baseline, current)
     base_samples = list(baseline.get("samples", []))
     cur_samples = list(current.get("samples", []))
     base_ids = _ordered_ids(base_samples)
@@ -570,10 +572,42 @@ def compare_reports(
         common_ids=common,
         only_in_baseline=tuple(i for i in base_ids if i not in cur_set),
         only_in_current=tuple(i for i in cur_ids if i not in base_set),
-        differences=tuple(run_differences(baseline, current)),
+        differences=(*notes, *run_differences(baseline, current)),
         min_share=min_share,
         repeats=repeats,
     )
+
+
+def _same_detectors(
+    baseline: Mapping[str, Any], current: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], Mapping[str, Any], list[RunDifference]]:
+    """Both reports judged by the current detectors: re-judged from their stored replies when
+    either was judged by another version (a detector change is not a model change)."""
+    from mimicry.core.rejudge import detectors_version, needs_rejudging, rejudge
+
+    if not (needs_rejudging(baseline) or needs_rejudging(current)):
+        return baseline, current, []
+    versions = (detectors_version(baseline), detectors_version(current))
+    records: dict[str, Any] = {
+        **(baseline.get("records") or {}),
+        **(current.get("records") or {}),
+    }
+    missing = 0
+    rejudged = []
+    for report in (baseline, current):
+        new, lost = rejudge(report, records)
+        rejudged.append(new)
+        missing += lost
+    from mimicry.core.behaviors import DETECTORS_VERSION
+
+    message = (
+        f"the runs were judged by detectors v{versions[0]} (baseline) and v{versions[1]} "
+        f"(current): both runs' stored replies were re-judged with the current detectors "
+        f"(v{DETECTORS_VERSION}) so that a detector change does not read as a model change"
+    )
+    if missing:
+        message += f"; {missing} sample(s) had no record to re-judge against and count as null"
+    return rejudged[0], rejudged[1], [RunDifference("detectors", "note", message)]
 
 
 def _compare_behavior(

@@ -7,7 +7,9 @@ Threshold gates (``--gate``), on the current run alone::
 
     BEHAVIOR[.STATISTIC][@SHARE] OP VALUE
 
-- ``BEHAVIOR``: one of :data:`mimicry.core.behaviors.BEHAVIORS`.
+- ``BEHAVIOR``: a behavior's name (a built-in one or the name of a user's behavior test: letters,
+  digits and underscores). A name the run did not measure fails the gate, with the names it did
+  measure and the closest one.
 - ``STATISTIC``: ``rate`` (the default), ``lower`` or ``upper``: the bounds of the rate's 95%
   interval (Wilson; cluster-robust with repeats), so ``copies_braces.lower>=0.30`` asks that
   the rate is at least 30% with 95% confidence, not just in this sample.
@@ -42,7 +44,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal, cast
 
-from mimicry.core.behaviors import BEHAVIORS
 from mimicry.core.compare import (
     Comparison,
     RateEstimate,
@@ -139,7 +140,7 @@ class ThresholdGate:
         estimate = self.estimate(report)
         if estimate is None:
             return self._outcome(
-                False, f"{self.behavior} was not measured in this run (its test did not run)"
+                False, _not_measured(self.behavior, list(report.get("behaviors") or {}))
             )
         if estimate.n == 0 or estimate.rate is None:
             row = (report.get("behaviors") or {}).get(self.behavior) or {}
@@ -193,7 +194,8 @@ class RegressionGate:
         """Check the gate against the comparison of the current run with its baseline."""
         row = comparison.behavior(self.behavior)
         if row is None:
-            return self._outcome(False, f"{self.behavior} was not measured in both runs")
+            measured = [b.behavior for b in comparison.behaviors]
+            return self._outcome(False, _not_measured(self.behavior, measured, "in both runs"))
         if row.n == 0 or row.difference is None:
             return self._outcome(
                 False,
@@ -258,9 +260,7 @@ class RegressionGate:
 Gate = ThresholdGate | RegressionGate
 
 
-def parse_gate(
-    text: str, *, behaviors: Sequence[str] = BEHAVIORS, source: str = "--gate"
-) -> ThresholdGate:
+def parse_gate(text: str, *, source: str = "--gate") -> ThresholdGate:
     """Parse ``BEHAVIOR[.STATISTIC][@SHARE] OP VALUE``; raise :class:`GateError` when malformed.
 
     ``source`` names where the text came from (the option or ini key) in error messages.
@@ -272,7 +272,7 @@ def parse_gate(
         if ":" in stripped:
             problem += " (BEHAVIOR:TOLERANCE is a regression gate: --max-regression)"
         raise _error(source, text, problem, THRESHOLD_FORMS)
-    behavior = _behavior(match["behavior"], behaviors, source, text, THRESHOLD_FORMS)
+    behavior = _behavior(match["behavior"], source, text, THRESHOLD_FORMS)
     op_text = match["op"]
     if op_text not in OPS:
         hint = {"=>": ">=", "=<": "<=", "==": ">= or <=", "=": ">= or <=", "!=": ">= or <="}.get(
@@ -315,7 +315,6 @@ def parse_regression(
     text: str,
     *,
     alpha: float = DEFAULT_ALPHA,
-    behaviors: Sequence[str] = BEHAVIORS,
     source: str = "--max-regression",
 ) -> RegressionGate:
     """Parse ``BEHAVIOR:TOLERANCE[:DIRECTION]``; raise :class:`GateError` when malformed."""
@@ -325,7 +324,7 @@ def parse_regression(
         raise _error(
             source, text, "expected a behavior and a tolerance separated by ':'", REGRESSION_FORMS
         )
-    behavior = _behavior(parts[0], behaviors, source, text, REGRESSION_FORMS)
+    behavior = _behavior(parts[0], source, text, REGRESSION_FORMS)
     tolerance = _fraction(parts[1], "the tolerance", source, text, REGRESSION_FORMS)
     if tolerance >= 1:
         raise _error(source, text, "the tolerance must be below 1 (100%)", REGRESSION_FORMS)
@@ -429,12 +428,28 @@ def _evidence(estimate: RateEstimate) -> str:
     return f"{estimate.passed} of {estimate.n} samples{interval}"
 
 
-def _behavior(name: str, behaviors: Sequence[str], source: str, text: str, forms: str) -> str:
-    if name in behaviors:
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _behavior(name: str, source: str, text: str, forms: str) -> str:
+    if _NAME.fullmatch(name):
         return name
     raise _error(
-        source, text, f"unknown behavior {name!r}; known behaviors: {', '.join(behaviors)}", forms
+        source,
+        text,
+        f"{name!r} is not a behavior name (letters, digits and underscores, as in a test name)",
+        forms,
     )
+
+
+def _not_measured(name: str, measured: Sequence[str], where: str = "in this run") -> str:
+    """Why a gate on an unmeasured behavior fails, with the behaviors that were measured."""
+    import difflib
+
+    close = difflib.get_close_matches(name, measured, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(measured) if measured else "none"
+    return f"{name!r} was not measured {where} (measured: {listed}){hint}"
 
 
 def _fraction(token: str, what: str, source: str, text: str, forms: str) -> float:

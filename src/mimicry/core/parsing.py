@@ -1,29 +1,42 @@
-"""Lenient, safe parsing of model replies that imitate a dataset record.
+"""Reading a reply that imitates a dataset record: where the imitation is, its keys and values,
+and whether it stops part way.
 
-A reply is untrusted text. :func:`parse_reply` reads it in stages and keeps the first that yields
-a mapping (a stage that parses to a list, a number or a string does not count):
+A reply is untrusted text. :func:`read_imitation` finds *the imitation*, the part of the reply
+that imitates a record (the behavior definitions in :mod:`mimicry.core.behaviors` rest on it):
 
-1. ``json``: the whole text (after :func:`strip_code_fence`) is one JSON object;
-2. ``literal``: the whole text is one Python literal dict (``ast.literal_eval``, never ``eval``);
-3. ``repaired``: a mapping recovered from part of the text: the first ``{...}`` inside prose, or a
-   cut-off literal with its open string and brackets closed, or with its dangling last entry
-   dropped (up to three candidates, each parsed as JSON, then as a literal);
-4. ``scan``: no mapping, but ``'key':`` / ``"key":`` patterns (keys that look like identifiers);
-5. ``none``: nothing record-like.
+1. Surrounding whitespace and one Markdown code fence are set aside (a fence the reply never
+   closed, because it stopped, too), and a *short lead-in* of prose may come first: at most
+   :data:`LEAD_IN_MAX_LINES` lines and :data:`LEAD_IN_MAX_CHARS` characters before the
+   imitation starts ("Here is the record:").
+2. The imitation opens with ``{`` (form ``braced``), with ``[`` and ``{`` (form ``list``: a list
+   of records, whose element holding most of the record's keys stands for the record), or is a
+   run of ``key: value`` lines (form ``lines``: YAML-like, bulleted, quoted or not).
+3. After a braced imitation closes, prose may follow (the *trailer*). When the reply had a
+   lead-in, the trailer must be shorter than the imitation: a JSON snippet inside an explanation
+   illustrates an answer, it is not an imitation.
+A reply that does not open like that (a plain answer, an answer with a code sample in the middle
+of its prose, an empty reply) holds no imitation.
 
-Hostile input (issue 6). :func:`parse_reply` never raises on a ``str``, whatever it holds: NULs,
-lone surrogates, ``"{" * 100_000``, megabytes of text. It never evaluates anything: the only
-evaluators are ``json.loads`` and ``ast.literal_eval``, and the latter is only handed text whose
-structure a linear pre-scan has checked (at most :data:`MAX_NESTING` levels and
-:data:`LITERAL_MAX_TOKENS` structural tokens; ``literal_eval`` costs about 1.2 µs per token). The
-pre-scan itself is a loop of C regex searches that stops after :data:`SCAN_MAX_TOKENS` tokens, so
-the whole parse is linear in the reply's length with a small constant.
+Keys are read in any common notation: ``'key':`` (Python), ``"key":`` (JSON), ``key:``
+(unquoted, inside braces or at the start of a line). When the imitation wraps the record in one
+object (``{"record": {...}}``, ``{'input': {...}, 'output': ...}``, ``{"data": [{...}]}``) the
+keys of the inner record count as the imitation's too.
 
-Measured (CPython 3.11 on a shared 2-core machine under load 5, best of 5), 1 MB replies: thirty
-copies of a 34 kB record 4 ms, random text 8 ms, a JSON object of half a million numbers 18 ms,
-one cut-off string value 12 ms, a million commas 4 ms, ``"{" * 1_000_000`` 4 ms, a megabyte of
-backslashes inside a value 22 ms (the slowest input found). The bound we state is 50 ms per 1 MB
-reply.
+The structure is read by ``json.JSONDecoder.raw_decode``, else ``ast.literal_eval`` (never
+``eval``, and only on text whose nesting and size a linear pre-scan bounded), else by a tolerant
+scanner that reads the slips models make when they copy a Python repr by hand: a bare apostrophe
+inside a single-quoted value (``'What's the best first move?'``), unescaped double quotes inside a
+double-quoted value (``"prompt": "["Who made you?"]"``), unquoted keys, a missing comma before
+the next key, a value cut off. A quote ends a string only where what follows fits the structure
+(a colon after a key; the closing bracket, or a comma and then a next key, after a value);
+anywhere else it is part of the text, as a careful human reads it.
+
+Hostile input: :func:`read_imitation` never raises on a ``str``, whatever it holds (NULs, lone
+surrogates, ``"{" * 100_000``, megabytes of text). The scanner reads at most
+:data:`SCAN_MAX_TOKENS` structural tokens over at most :data:`MAX_CANDIDATES` starting points and
+:data:`MAX_NESTING` levels; each token costs one C regex search and a lookahead of at most
+:data:`KEY_LOOKAHEAD_CHARS` characters, so the read is linear in the reply's length. The stated
+bound is 50 ms per 1 MB reply (tested in ``tests/core/test_parsing.py``).
 """
 
 from __future__ import annotations
@@ -34,55 +47,391 @@ import json
 import re
 import reprlib
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar
 
-ParseMethod = Literal["json", "literal", "repaired", "scan", "none"]
+Form = Literal["braced", "list", "lines", "none"]
+ReadMethod = Literal["json", "literal", "scan", "lines", "none"]
 
-#: Deeper brackets make the pre-scan give up: no literal_eval, no repair (the text is not a
-#: record copy; Python's own parser stops at 200 levels anyway).
+#: A lead-in of prose before the imitation: at most this many lines...
+LEAD_IN_MAX_LINES = 2
+#: ...and this many characters.
+LEAD_IN_MAX_CHARS = 240
+#: Deeper brackets make the scanner give up (a record copy is two or three levels deep).
 MAX_NESTING = 100
-#: Structural tokens (brackets, commas, string starts) the pre-scan reads before giving up.
+#: Structural tokens (strings, brackets, keys, values) the scanner reads in all, per reply.
 SCAN_MAX_TOKENS = 20_000
 #: ``ast.literal_eval`` is only tried on text with at most this many structural tokens (~12 ms).
 LITERAL_MAX_TOKENS = 10_000
-#: ``'key':`` matches the last-resort scan reads (a record has a handful of keys).
-SCAN_MAX_KEYS = 2_000
-#: Keys of a mapping whose values are turned into ``fields`` (a record has a handful).
-MAX_FIELDS = 2_000
-#: Characters of a string value the scan keeps (longer values are cut: unescaping costs ~0.6 µs
-#: per escape, and a record's prompt is far shorter).
-SCAN_VALUE_MAX_CHARS = 50_000
-#: Characters a bare (unquoted) value may have in the scan: numbers, True, None and the like.
-_BARE_VALUE_MAX = 100
+#: Places where an imitation may start that are read at most (the first ones in the reply).
+MAX_CANDIDATES = 16
+#: Characters a lookahead reads to decide whether a quote closes a string (a key and its colon).
+KEY_LOOKAHEAD_CHARS = 100
+#: Characters of a value kept as text (a record's prompt is far shorter).
+VALUE_MAX_CHARS = 50_000
+#: Keys of one mapping that are kept (a record has a handful).
+MAX_KEYS = 2_000
 
 
 @dataclass(frozen=True)
-class ParsedReply:
-    """What could be read from a reply.
+class Imitation:
+    """What of a reply imitates a record (see the module docstring).
 
-    ``text``: the reply stripped of surrounding whitespace and one enclosing code fence.
-    ``method``: the stage that succeeded (see the module docstring).
-    ``mapping``: the top-level mapping when ``json``, ``literal`` or ``repaired`` produced one.
-    ``keys``: top-level keys in order of appearance, deduplicated: the mapping's keys, and for
-    ``repaired``/``scan`` also the keys the ``'key':`` scan finds (a stray quote can cost the
-    repaired mapping entries that are plainly there in the text).
-    ``fields``: a textual value per key where recoverable (``str(value)`` for non-strings; for at
-    most the first :data:`MAX_FIELDS` keys of a mapping).
-    ``complete``: the whole text parsed as one closed mapping (``json`` or ``literal``).
-    ``cut_off``: the text stops inside a value: it ends inside an unclosed string, list or mapping
-    of the record-like structure that starts at the first ``{`` (or, without braces, at the first
-    ``'key':``). Prose around a closed mapping is not a cut-off.
+    ``form``: ``braced``, ``list``, ``lines`` or ``none`` (no imitation: a plain answer, an
+    empty reply). ``start``/``end``: where the imitation is in the reply (offsets into the
+    original text). ``lead_in`` and ``trailer``: the prose before and after it.
+    ``keys``: the imitation's top-level keys in order of appearance, deduplicated (with a
+    wrapped record's keys after them). ``values``: each key's value as text (a string's
+    content with its escapes undone, other values as written), ``spans`` where each value is
+    in the reply. ``closed``: a braced or list imitation whose outer bracket closed.
+    ``cut_off``: the imitation stops inside a value (an unclosed string, list or mapping).
+    ``wrapper``: how the record was wrapped: the wrapping key, ``"[]"`` for a list of records,
+    None when it was not. ``method``: how the structure was read.
     """
 
-    text: str
-    method: ParseMethod
-    mapping: dict[str, object] | None
-    keys: tuple[str, ...]
-    fields: dict[str, str]
-    complete: bool
+    form: Form
+    start: int = 0
+    end: int = 0
+    lead_in: str = ""
+    trailer: str = ""
+    keys: tuple[str, ...] = ()
+    values: dict[str, str] = field(default_factory=dict)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    closed: bool = False
     cut_off: bool = False
+    wrapper: str | None = None
+    method: ReadMethod = "none"
+
+    @property
+    def found(self) -> bool:
+        """Whether the reply holds an imitation at all."""
+        return self.form != "none"
+
+    @property
+    def opens_with_brace(self) -> bool:
+        """A braced imitation, or a list of records (which counts through its first record)."""
+        return self.form in ("braced", "list")
+
+
+NO_IMITATION = Imitation(form="none")
+
+
+def read_imitation(reply: str, record_keys: Sequence[str] = ()) -> Imitation:
+    """Find and read the imitation in ``reply`` (see the module docstring); never raises.
+
+    ``record_keys`` are the record's top-level keys: they choose among a list's records and a
+    wrapper's inner record.
+    """
+    reader = _Reader(reply, tuple(str(key) for key in record_keys))
+    return reader.read()
+
+
+# -- finding the imitation ------------------------------------------------------------------------
+
+# A path from a structure to the mapping that stands for the record: keys and list indices.
+_Path = tuple[str | int, ...]
+
+
+class _Reader:
+    def __init__(self, reply: str, record_keys: tuple[str, ...]) -> None:
+        self.reply = reply
+        self.record_keys = record_keys
+        self.scanner = _Scanner(reply)
+
+    def read(self) -> Imitation:
+        reply = self.reply
+        start = len(reply) - len(reply.lstrip())
+        end = len(reply.rstrip())
+        if start >= end:
+            return NO_IMITATION
+        body_start, body_end = _unfence(reply, start, end)
+        opening = self._opening(body_start, body_end, end)
+        return NO_IMITATION if opening is None else opening
+
+    def _acceptable(self, imitation: Imitation) -> bool:
+        """After a lead-in, a closed imitation needs a short trailer."""
+        if not imitation.lead_in or not imitation.trailer:
+            return True
+        return len(imitation.trailer) < imitation.end - imitation.start
+
+    def _opening(self, start: int, end: int, outer_end: int) -> Imitation | None:
+        """The imitation at the start of the body, after at most a short lead-in."""
+        reply = self.reply
+        window_end = min(end, start + LEAD_IN_MAX_CHARS + 1)
+        prose_lines = 0
+        line_start = start
+        tried = 0
+        while line_start < end and prose_lines <= LEAD_IN_MAX_LINES and tried < MAX_CANDIDATES:
+            line_end = reply.find("\n", line_start, end)
+            line_end = end if line_end < 0 else line_end
+            fence = _FENCE_OPEN.match(reply, line_start, end)
+            if fence is not None:
+                # a fence after the lead-in: the imitation is inside it
+                inner_end, _ = _fence_body_end(reply, fence, end)
+                at = _skip_space(reply, fence.end(), inner_end)
+                tried += 1
+                found = self._structure_at(at, inner_end) or self._lines_at(at, inner_end)
+                if found is not None:
+                    framed = self._framed(found, start, outer_end)
+                    if self._acceptable(framed):
+                        return framed
+            else:
+                for match in _STRUCTURE_START.finditer(
+                    reply, line_start, min(line_end, window_end)
+                ):
+                    tried += 1
+                    if tried > MAX_CANDIDATES:
+                        break
+                    found = self._structure_at(match.start(), end)
+                    if found is not None:
+                        framed = self._framed(found, start, outer_end)
+                        if self._acceptable(framed):
+                            return framed
+                if line_start < window_end and _KEY_LINE.match(reply, line_start, line_end):
+                    tried += 1
+                    found = self._lines_at(line_start, end)
+                    if found is not None:
+                        return self._framed(found, start, outer_end)
+            if reply[line_start:line_end].strip():
+                prose_lines += 1
+            line_start = line_end + 1
+        return None
+
+    def _framed(self, imitation: Imitation, body_start: int, outer_end: int) -> Imitation:
+        """The imitation with its lead-in and trailer (code fence lines are not prose)."""
+        reply = self.reply
+        lead_in = _without_fences(reply[body_start : imitation.start])
+        trailer = _without_fences(reply[imitation.end : outer_end]) if imitation.closed else ""
+        return replace(imitation, lead_in=lead_in, trailer=trailer)
+
+    def _structure_at(self, at: int, end: int) -> Imitation | None:
+        """A braced or list imitation starting at ``at`` (which holds ``{`` or ``[``)."""
+        reply = self.reply
+        if at >= end:
+            return None
+        if reply[at] == "[":
+            first = _skip_space(reply, at + 1, end)
+            if first >= end or reply[first] != "{":
+                return None
+        elif reply[at] != "{":
+            return None
+        node = self.scanner.read(at, end)
+        path: _Path
+        if isinstance(node, _Obj):
+            form: Form = "braced"
+            record, path = self._unwrap(node)
+            wrapper = None if not path else str(path[0])
+        elif isinstance(node, _Arr):
+            indexed = [(i, item) for i, item in enumerate(node.items) if isinstance(item, _Obj)]
+            if not indexed:
+                return None
+            index, best = max(indexed, key=lambda pair: self._score(pair[1]))  # the first best
+            record, inner = self._unwrap(best)
+            path = (index, *inner)
+            form, wrapper = "list", "[]" if not inner else str(inner[0])
+        else:
+            return None
+        exact, method = self._exact(node, at) if node.closed else (None, "scan")
+        keys, values, spans = _entries(node, path, exact)
+        return Imitation(
+            form=form,
+            start=at,
+            end=node.end,
+            keys=keys,
+            values=values,
+            spans=spans,
+            closed=node.closed,
+            cut_off=not node.closed,
+            wrapper=wrapper,
+            method=method,
+        )
+
+    def _score(self, node: _Obj) -> int:
+        keys = {key for key, _ in node.entries}
+        if not self.record_keys:
+            return len(keys)
+        return sum(1 for key in self.record_keys if key in keys)
+
+    def _unwrap(self, node: _Obj) -> tuple[_Obj, _Path]:
+        """The mapping that stands for the record: ``node``, or one it wraps (one level down)."""
+        best: tuple[int, _Obj, _Path] | None = None
+        for key, value in node.entries:
+            if isinstance(value, _Obj):
+                candidates: list[tuple[_Obj, _Path]] = [(value, (key,))]
+            elif isinstance(value, _Arr):
+                candidates = [
+                    (item, (key, i)) for i, item in enumerate(value.items) if isinstance(item, _Obj)
+                ]
+            else:
+                continue
+            for candidate, path in candidates:
+                score = self._score(candidate)
+                if best is None or score > best[0]:
+                    best = (score, candidate, path)
+        if best is not None and best[0] > max(self._score(node), 0):
+            return best[1], best[2]
+        return node, ()
+
+    def _exact(self, node: _Obj | _Arr, at: int) -> tuple[object | None, ReadMethod]:
+        """The structure's exact value when it is valid JSON or a valid Python literal."""
+        reply = self.reply
+        try:
+            value, stop = _JSON.raw_decode(reply, at)
+        except (ValueError, RecursionError, MemoryError):
+            value, stop = None, -1
+        if stop == node.end and isinstance(value, dict | list):
+            return value, "json"
+        if node.tokens_to - node.tokens_from <= LITERAL_MAX_TOKENS and not self.scanner.exhausted:
+            literal = _literal(reply[at : node.end])
+            if isinstance(literal, dict | list):
+                return literal, "literal"
+        return None, "scan"
+
+    def _lines_at(self, at: int, end: int) -> Imitation | None:
+        """A run of ``key: value`` lines starting at ``at`` (at least two of them)."""
+        reply = self.reply
+        keys: list[str] = []
+        spans: dict[str, tuple[int, int]] = {}
+        last: tuple[str, int] | None = None  # the key of the line read last, and its value's start
+        line_start = at
+        while line_start < end and len(keys) < MAX_KEYS:
+            line_end = reply.find("\n", line_start, end)
+            line_end = end if line_end < 0 else line_end
+            match = _KEY_LINE.match(reply, line_start, line_end)
+            if match is not None:
+                key = match.group("qkey") or match.group("key") or ""
+                last = (key, match.start("value"))
+                if key not in spans:
+                    keys.append(key)
+                    spans[key] = (match.start("value"), line_end)
+            elif last is not None and spans.get(last[0], (-1, -1))[0] == last[1]:
+                spans[last[0]] = (last[1], line_end)  # a continuation line of the value
+            line_start = line_end + 1
+        if len(keys) < 2:
+            return None
+        values = {key: _lines_value(reply[slice(*spans[key])]) for key in keys}
+        cut_off = last is not None and self.scanner.value_is_open(*spans.get(last[0], (end, end)))
+        return Imitation(
+            form="lines",
+            start=at,
+            end=end,
+            keys=tuple(keys),
+            values=values,
+            spans=spans,
+            closed=False,
+            cut_off=cut_off,
+            method="lines",
+        )
+
+
+def _entries(
+    node: _Obj | _Arr, path: _Path, exact: object | None
+) -> tuple[tuple[str, ...], dict[str, str], dict[str, tuple[int, int]]]:
+    """Keys, values and spans of the imitation along ``path``: the outer mapping's, then the
+    wrapped record's (whose values win for the keys both have)."""
+    layers: list[tuple[_Obj, object | None]] = []
+    current: _Node | None = node
+    current_exact = exact
+    if isinstance(node, _Obj):
+        layers.append((node, exact))
+    for step in path:
+        nxt: _Node | None = None
+        if isinstance(current, _Obj) and isinstance(step, str):
+            nxt = next((value for key, value in current.entries if key == step), None)
+            current_exact = current_exact.get(step) if isinstance(current_exact, dict) else None
+        elif isinstance(current, _Arr) and isinstance(step, int):
+            nxt = current.items[step] if step < len(current.items) else None
+            current_exact = (
+                current_exact[step]
+                if isinstance(current_exact, list | tuple) and step < len(current_exact)
+                else None
+            )
+        current = nxt
+        if isinstance(current, _Obj):
+            layers.append((current, current_exact))
+    keys: list[str] = []
+    values: dict[str, str] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    for layer, layer_exact in reversed(layers):
+        exact_map = _as_mapping(layer_exact) if isinstance(layer_exact, dict) else None
+        for key, value in layer.entries[:MAX_KEYS]:
+            if key in values:
+                continue
+            text: str | None
+            if exact_map is not None and key in exact_map:
+                text = _field_text(exact_map[key])
+            else:
+                text = None if value is None else value.text
+            values[key] = "" if text is None else text
+            spans[key] = (value.start, value.end) if value is not None else (layer.end, layer.end)
+    for layer, _ in layers:
+        for key, _value in layer.entries[:MAX_KEYS]:
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys), values, spans
+
+
+def _lines_value(text: str) -> str:
+    """A ``key: value`` line's value as text: a quoted string's content, else as written."""
+    value = text.strip().rstrip(",").strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return unescape_lenient(value[1:-1][:VALUE_MAX_CHARS])
+    return value[:VALUE_MAX_CHARS]
+
+
+def _without_fences(text: str) -> str:
+    """``text`` without code fence lines, stripped (what is left is prose)."""
+    if "```" not in text and "~~~" not in text:
+        return text.strip()
+    return _FENCE_ONLY_LINE.sub("", text).strip()
+
+
+# -- code fences ----------------------------------------------------------------------------------
+
+# An info string is a language name ("json", "python", "c++"), never the reply's first line.
+_FENCE_OPEN = re.compile(r"[ \t]*(?:(`{3,})|(~{3,}))[ \t]*[\w+#.\-]*[ \t]*\r?\n")
+_FENCE_LINE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*\r?$", re.MULTILINE)
+_ONE_LINE_FENCE = re.compile(r"`{3,}")
+
+
+def _unfence(reply: str, start: int, end: int) -> tuple[int, int]:
+    """The body of ``reply[start:end]`` inside one fence that opens it: (start, end).
+
+    A fence that closes before the end leaves the text after it outside the body (it is read
+    as a trailer); a fence never closed runs to the end.
+    """
+    opening = _FENCE_OPEN.match(reply, start, end)
+    if opening is None:
+        one_line = _ONE_LINE_FENCE.match(reply, start, end)
+        if one_line is not None and "\n" not in reply[start:end]:
+            # ```{'id': 1}``` on one line is not CommonMark, but models write it
+            width = one_line.end() - one_line.start()
+            inner_end = end
+            while inner_end > one_line.end() and reply[inner_end - 1] == "`":
+                inner_end -= 1
+            if end - inner_end >= width and inner_end > one_line.end():
+                return _skip_space(reply, one_line.end(), inner_end), inner_end
+        return start, end
+    body_end, _ = _fence_body_end(reply, opening, end)
+    body_start = _skip_space(reply, opening.end(), body_end)
+    return body_start, _rstrip_at(reply, body_start, body_end)
+
+
+def _fence_body_end(reply: str, opening: re.Match[str], end: int) -> tuple[int, int]:
+    """Where a fence's body ends and where the text after its closing line starts."""
+    fence = opening.group(1) or opening.group(2)
+    char, width = fence[0], len(fence)
+    for line in _FENCE_LINE.finditer(reply, opening.end(), end):
+        run = line.group(1)
+        if run[0] == char and len(run) >= width:
+            return line.start(), line.end()
+    # closing run right after the content on the last line ("...}```"), or never closed
+    tail = reply[opening.end() : end].rstrip()
+    if tail.endswith(char * width):
+        closing = opening.end() + len(tail.rstrip(char))
+        return closing, end
+    return end, end
 
 
 def strip_code_fence(text: str) -> str:
@@ -94,356 +443,364 @@ def strip_code_fence(text: str) -> str:
     is removed too. A fence that closes before the end, with prose after it, does not enclose the
     reply, and the text is returned as it is (stripped).
     """
-    stripped = text.strip()
-    opening = _FENCE_OPEN.match(stripped)
-    if opening is None:
-        return _strip_one_line_fence(stripped)
-    fence = opening.group(1) or opening.group(2)
-    char, width = fence[0], len(fence)
-    body = stripped[opening.end() :]
-    if body.endswith(char * width):
-        return body.rstrip(char).strip()
-    for line in _FENCE_LINE.finditer(body):
-        run = line.group(1)
-        if run[0] == char and len(run) >= width:
-            return stripped
-    return body.strip()
+    start = len(text) - len(text.lstrip())
+    end = len(text.rstrip())
+    if start >= end:
+        return ""
+    opening = _FENCE_OPEN.match(text, start, end)
+    if opening is not None:
+        _, after = _fence_body_end(text, opening, end)
+        if text[after:end].strip():
+            return text[start:end]
+    body_start, body_end = _unfence(text, start, end)
+    return text[body_start:body_end]
 
 
-def parse_reply(text: str) -> ParsedReply:
-    """Read a reply leniently and safely (see the module docstring); never raises on a ``str``."""
-    body = strip_code_fence(text)
-    braced = body.startswith("{") and body.endswith("}")
-    mapping = _json_mapping(body) if braced else None
-    if mapping is not None:
-        return _parsed(body, "json", mapping, [], complete=True, cut_off=False)
-    scan = _scan_from_first_brace(body)
-    if braced and scan is not None and scan.closed and scan.end == len(body) and scan.small:
-        mapping = _literal_mapping(body)
-        if mapping is not None:
-            return _parsed(body, "literal", mapping, [], complete=True, cut_off=False)
-    covered = range(0)  # the part of the text the repaired mapping stands for
-    if scan is not None and not scan.gave_up:
-        for candidate, covered_until in _repair_candidates(body, scan):
-            mapping = _json_mapping(candidate)
-            if mapping is None and scan.small:
-                mapping = _literal_mapping(candidate)
-            if mapping is not None:
-                covered = range(scan.start, covered_until)
-                break
-    scanned = _scan_keys(body)
-    method: ParseMethod = "repaired" if mapping is not None else "scan" if scanned else "none"
-    if scan is not None:
-        cut_off = scan.cut_off
-    elif scanned:
-        # No brace at all: read the record-like part from its first key, as if a "{" preceded it.
-        cut_off = _scan(body, scanned[0][2], implicit=True).cut_off
-    else:
-        cut_off = False
-    # Keys the scan finds where the mapping stands for the text are nested keys, not top-level.
-    extra = [found for found in scanned if found[2] not in covered]
-    return _parsed(body, method, mapping, extra, complete=False, cut_off=cut_off)
+def _match_end(pattern: re.Pattern[str], text: str, pos: int, end: int) -> int:
+    """Where a match of ``pattern`` (one that may match empty) at ``pos`` ends."""
+    match = pattern.match(text, pos, end)
+    return pos if match is None else match.end()
 
 
-def _parsed(
-    body: str,
-    method: ParseMethod,
-    mapping: dict[str, object] | None,
-    scanned: list[tuple[str, int, int]],
-    *,
-    complete: bool,
-    cut_off: bool,
-) -> ParsedReply:
-    keys: list[str] = []
-    fields: dict[str, str] = {}
-    if mapping is not None:
-        keys = list(mapping)
-        for key in keys[:MAX_FIELDS]:
-            value = _field_text(mapping[key])
-            if value is not None:
-                fields[key] = value
-    known = set(keys)
-    for key, value_at, _ in scanned:
-        if key in known:
-            continue
-        known.add(key)
-        keys.append(key)
-        value = _scan_value(body, value_at)
-        if value is not None:
-            fields[key] = value
-    return ParsedReply(
-        text=body,
-        method=method,
-        mapping=mapping,
-        keys=tuple(keys),
-        fields=fields,
-        complete=complete,
-        cut_off=cut_off,
-    )
+def _skip_space(text: str, pos: int, end: int) -> int:
+    return _match_end(_SPACE, text, pos, end)
 
 
-def safe_literal_eval(text: str) -> object | None:
-    """The Python literal a bracketed ``text`` (``{...}``, ``[...]``, ``(...)``) denotes, or None.
-
-    Only text that starts with a bracket, closes it at its very end and passes the pre-scan's
-    nesting and size limits is handed to ``ast.literal_eval``; anything else, and any failure of
-    ``literal_eval`` itself, gives None. Never raises on a ``str``.
-    """
-    stripped = text.strip()
-    if not stripped or stripped[0] not in _CLOSER:
-        return None
-    scan = _scan(stripped, 0)
-    if not (scan.closed and scan.end == len(stripped) and scan.small):
-        return None
-    return _literal(stripped)
+def _skip_separators(text: str, pos: int, end: int) -> int:
+    return _match_end(_SEPARATORS, text, pos, end)
 
 
-def trim_partial_escape(text: str) -> str:
-    """``text`` without a backslash escape cut short at its end (``\\``, ``\\x4``, ``\\u20``...).
-
-    For the content of a string literal (Python or JSON) that a reply left unclosed: closing it
-    with a quote is only valid once a half-written escape is gone.
-    """
-    for _ in range(3):  # "\u12\" needs two cuts; a third would find a complete escape or none
-        backslash = text.rfind("\\", max(0, len(text) - 10))
-        if backslash < 0:
-            return text
-        run = backslash + 1 - len(text[: backslash + 1].rstrip("\\"))
-        if run % 2 == 0:  # the last backslash is itself escaped: no escape starts there
-            return text
-        rest = text[backslash + 1 :]
-        if rest[:1] == "N":
-            complete = "}" in rest
-        else:
-            complete = len(rest) >= _ESCAPE_WIDTH.get(rest[:1], 1)
-        if complete:
-            return text
-        text = text[:backslash]
-    return text
+def _rstrip_at(text: str, start: int, end: int) -> int:
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return end
 
 
-def lenient_string_list(text: str, *, max_items: int = 1_000) -> list[str]:
-    """The items of a list of strings written as ``text``, even when it is cut off or malformed.
+# -- where an imitation may start -----------------------------------------------------------------
 
-    ``text`` starts with ``[``; items are quoted with ``"`` or ``'`` (JSON or Python style) and
-    separated by commas; escapes are undone leniently (:func:`unescape_lenient`); a bare item is
-    kept as written. An unclosed last item loses a half-written escape and a dangling high
-    surrogate (half of a ``\\ud83d\\ude00`` pair), so that a cut-off copy of a list reads as a
-    prefix of the list. Linear; never raises.
-    """
-    items: list[str] = []
-    size = len(text)
-    pos = 1 if text.startswith("[") else 0
-    while pos < size and len(items) < max_items:
-        gap = _ITEM_GAP.match(text, pos)
-        pos = gap.end() if gap else pos
-        if pos >= size or text[pos] == "]":
-            break
-        char = text[pos]
-        if char not in ("'", '"'):
-            bare = _BARE_ITEM.match(text, pos)
-            end = bare.end() if bare else size
-            items.append(text[pos:end].strip())
-            pos = max(end, pos + 1)
-            continue
-        content = _STRING_BODY[char].match(text, pos + 1)
-        end = content.end() if content else size
-        raw = text[pos + 1 : end]
-        if text.startswith(char, end):
-            items.append(unescape_lenient(raw))
-            pos = end + 1
-            continue
-        item = unescape_lenient(trim_partial_escape(raw))
-        if item and "\ud800" <= item[-1] <= "\udbff":
-            item = item[:-1]
-        items.append(item)
-        break
-    return items
+_STRUCTURE_START = re.compile(r"\{|\[(?=\s*\{)")
+_FENCE_ONLY_LINE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[\w+#.\-]*[ \t]*$", re.MULTILINE)
+_KEY_LINE = re.compile(
+    r"[ \t]*(?:[-*\u2022+][ \t]+)?"
+    r"(?:(['\"])(?P<qkey>[^'\"\n]{1,64})\1|(?P<key>[A-Za-z_][\w\-]{0,63}))"
+    r"[ \t]*:(?!//)[ \t]*(?P<value>[^\n]*)"
+)
 
 
-# -- the pre-scan ---------------------------------------------------------------------------------
+# -- the tolerant scanner -------------------------------------------------------------------------
 
-_CLOSER = {"{": "}", "[": "]", "(": ")"}
-_STRUCTURE = re.compile(r"""[{}\[\]()'",]""")
-# String bodies up to (not including) the closing quote; possessive, so no backtracking state
-# builds up over a megabyte of escapes. A lone backslash at the very end stops the match early.
+
+@dataclass(eq=False, slots=True)
+class _Str:
+    start: int  # the value's first character (the opening quote)
+    end: int  # just past the closing quote, or the end of the text
+    content: str  # as written, escapes not undone
+    closed: bool
+    depth: int = 0
+
+    @property
+    def text(self) -> str:
+        return unescape_lenient(trim_partial_escape(self.content[:VALUE_MAX_CHARS]))
+
+
+@dataclass(eq=False, slots=True)
+class _Bare:
+    start: int
+    end: int
+    raw: str
+    depth: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.raw
+
+
+@dataclass(eq=False, slots=True)
+class _Obj:
+    start: int
+    end: int
+    entries: list[tuple[str, _Node | None]]
+    closed: bool
+    raw_text: str = ""
+    depth: int = 0
+    tokens_from: int = 0
+    tokens_to: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.raw_text
+
+
+@dataclass(eq=False, slots=True)
+class _Arr:
+    start: int
+    end: int
+    items: list[_Node]
+    closed: bool
+    raw_text: str = ""
+    depth: int = 0
+    tokens_from: int = 0
+    tokens_to: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.raw_text
+
+
+_Node = _Str | _Bare | _Obj | _Arr
+_Container = TypeVar("_Container", _Obj, _Arr)
+Role = Literal["key", "value", "item"]
+
+_QUOTES = "'\""
+# String bodies up to (not including) the next unescaped quote; possessive, so no backtracking
+# state builds up over a megabyte of escapes.
 _STRING_BODY = {
     "'": re.compile(r"[^'\\]*+(?:\\[\s\S][^'\\]*+)*+"),
     '"': re.compile(r'[^"\\]*+(?:\\[\s\S][^"\\]*+)*+'),
     "'''": re.compile(r"[^'\\]*+(?:(?:\\[\s\S]|'(?!''))[^'\\]*+)*+"),
     '"""': re.compile(r'[^"\\]*+(?:(?:\\[\s\S]|"(?!""))[^"\\]*+)*+'),
 }
-_ITEM_GAP = re.compile(r"[\s,]*")
-_BARE_ITEM = re.compile(r"[^,\]]*")
-# Characters after the backslash a complete escape needs, by its first letter.
-_ESCAPE_WIDTH = {"x": 3, "u": 5, "U": 9}
+_SPACE = re.compile(r"\s*")
+_SEPARATORS = re.compile(r"[\s,]*")
+# a key as the next thing in a mapping: quoted or bare, then a colon
+_NEXT_KEY = re.compile(
+    rf"(?:(['\"])[^'\"\n]{{0,{KEY_LOOKAHEAD_CHARS}}}?\1|[A-Za-z_][\w\-]{{0,63}})[ \t]*:"
+)
+_BARE_KEY = re.compile(
+    rf"[^\s:,{{}}\[\]'\"][^:,{{}}\[\]\n]{{0,{KEY_LOOKAHEAD_CHARS}}}?(?=\s*[:,}}\]\n]|$)"
+)
+_BARE_VALUE = re.compile(rf"[^,}}\]\n]{{0,{VALUE_MAX_CHARS}}}")
+_NEXT_KEY_WINDOW = KEY_LOOKAHEAD_CHARS + 70
+_ELLIPSIS = ("...", "\u2026")
+_NOT_DELIMITER = re.compile(r"[^:,{}\[\]()'\"]*")
 
 
-@dataclass(frozen=True, slots=True)
-class _Frame:
-    """An open bracket: a persistent stack, so remembering the stack at a comma costs nothing."""
+class _Scanner:
+    """Reads bracketed structures tolerantly, with one token budget for the whole reply."""
 
-    closer: str
-    depth: int
-    parent: _Frame | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Scan:
-    """The bracket and string structure of a reply from its first ``{``."""
-
-    start: int
-    end: int  # just past the closing bracket, or len(text)
-    closed: bool
-    too_deep: bool
-    gave_up: bool  # too deep or too many tokens: nothing more is known
-    tokens: int
-    open_quote: str  # the quote of the string the text ends in, "" if none
-    stack: _Frame | None  # brackets still open at the end
-    comma: int  # the last comma outside strings, -1 if none
-    comma_stack: _Frame | None  # brackets open at that comma
-    top_comma: int  # the last comma directly inside the outermost bracket, -1 if none
-    implicit: bool
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.size = len(text)
+        self.tokens = 0
 
     @property
-    def small(self) -> bool:
-        """Whether the structure may be handed to ``ast.literal_eval``."""
-        return not self.gave_up and self.tokens <= LITERAL_MAX_TOKENS
+    def exhausted(self) -> bool:
+        return self.tokens >= SCAN_MAX_TOKENS
 
-    @property
-    def cut_off(self) -> bool:
-        """Whether the text stops inside a value (a pathological structure counts as open)."""
-        if self.gave_up:
-            return True
-        if self.open_quote:
-            return True
-        if self.closed or self.stack is None:
+    def tokens_within(self, node: _Node) -> int:
+        if isinstance(node, _Obj | _Arr):
+            return node.tokens_to - node.tokens_from
+        return 1
+
+    def read(self, at: int, end: int) -> _Node | None:
+        """The structure starting at ``at`` (``{`` or ``[``), read up to ``end`` at most."""
+        if self.exhausted:
+            return None
+        saved, self.size = self.size, end
+        try:
+            node, _ = self._value(at, 1, "value")
+        finally:
+            self.size = saved
+        return node
+
+    def value_is_open(self, start: int, end: int) -> bool:
+        """Whether the value written in ``text[start:end]`` opens a string or bracket it never
+        closes (for ``key: value`` lines)."""
+        pos = _skip_space(self.text, start, end)
+        if pos >= end or self.text[pos] not in "'\"[{":
             return False
-        return self.stack.depth > 1 if self.implicit else True
+        saved, self.size = self.size, end
+        try:
+            node, _ = self._value(pos, 1, "value")
+        finally:
+            self.size = saved
+        if isinstance(node, _Str | _Obj | _Arr):
+            return not node.closed
+        return False
 
+    def _count(self) -> bool:
+        self.tokens += 1
+        return self.tokens < SCAN_MAX_TOKENS
 
-def _scan_from_first_brace(text: str) -> _Scan | None:
-    start = text.find("{")
-    return None if start < 0 else _scan(text, start)
+    def _value(self, pos: int, depth: int, role: Role) -> tuple[_Node | None, int]:
+        text = self.text
+        pos = _skip_space(text, pos, self.size)
+        if pos >= self.size or not self._count():
+            return None, self.size
+        char = text[pos]
+        if char == "{":
+            return self._object(pos, depth)
+        if char in "[(":
+            return self._array(pos, depth)
+        if char in _QUOTES:
+            return self._string(pos, role, depth)
+        bare = _BARE_VALUE.match(text, pos, self.size)
+        stop = bare.end() if bare is not None else pos
+        if stop == pos:
+            stop = pos + 1
+        return _Bare(pos, stop, text[pos:stop].strip(), depth), stop
 
+    def _object(self, pos: int, depth: int) -> tuple[_Obj, int]:
+        text = self.text
+        node = _Obj(pos, self.size, [], False, depth=depth, tokens_from=self.tokens)
+        if depth > MAX_NESTING:
+            self.tokens = SCAN_MAX_TOKENS
+            return self._finish(node, self.size), self.size
+        pos += 1
+        while not self.exhausted:
+            pos = _skip_separators(text, pos, self.size)
+            if pos >= self.size:
+                break
+            char = text[pos]
+            if char in "}])":
+                # a mismatched closer still closes one level: a slip, not a new structure
+                node.closed = True
+                return self._finish(node, pos + 1), pos + 1
+            if not self._count():
+                break
+            key: str | None
+            if char in _QUOTES:
+                key_node, pos = self._string(pos, "key", depth)
+                key = key_node.text if key_node.closed else None
+            elif char in "{[(":
+                # not a key (a set of mappings, say): read it and move on
+                _, pos = self._value(pos, depth + 1, "item")
+                continue
+            else:
+                bare = _BARE_KEY.match(text, pos, self.size)
+                if bare is None:
+                    # prose where a key should be: skip to the next delimiter in one step
+                    pos = max(_match_end(_NOT_DELIMITER, text, pos, self.size), pos + 1)
+                    continue
+                key = bare.group().strip()
+                pos = bare.end()
+            pos = _skip_space(text, pos, self.size)
+            if pos < self.size and text[pos] == ":":
+                value, pos = self._value(pos + 1, depth + 1, "value")
+                if key is not None and len(node.entries) < MAX_KEYS:
+                    node.entries.append((key, value))
+                continue
+            if pos >= self.size and key is not None and len(node.entries) < MAX_KEYS:
+                node.entries.append((key, None))  # a key whose value never came
+        return self._finish(node, self.size), self.size
 
-def _scan(text: str, start: int, *, implicit: bool = False) -> _Scan:
-    """Walk strings and brackets from ``start`` until the outer bracket closes or the text ends.
+    def _array(self, pos: int, depth: int) -> tuple[_Arr, int]:
+        text = self.text
+        node = _Arr(pos, self.size, [], False, depth=depth, tokens_from=self.tokens)
+        if depth > MAX_NESTING:
+            self.tokens = SCAN_MAX_TOKENS
+            return self._finish(node, self.size), self.size
+        pos += 1
+        while not self.exhausted:
+            pos = _skip_separators(text, pos, self.size)
+            if pos >= self.size:
+                break
+            if text[pos] in "]})":
+                node.closed = True
+                return self._finish(node, pos + 1), pos + 1
+            item, pos = self._value(pos, depth + 1, "item")
+            if item is not None and len(node.items) < MAX_KEYS:
+                node.items.append(item)
+        return self._finish(node, self.size), self.size
 
-    ``implicit``: start inside an unwritten ``{`` (for replies that list keys without braces).
-    Linear: one C regex search per structural token, at most :data:`SCAN_MAX_TOKENS` of them.
-    """
-    size = len(text)
-    if implicit:
-        frame = _Frame("}", 1, None)
-        pos = start
-    else:
-        frame = _Frame(_CLOSER[text[start]], 1, None)
-        pos = start + 1
-    comma = top_comma = -1
-    comma_stack: _Frame | None = None
+    def _finish(self, node: _Container, end: int) -> _Container:
+        node.end = end
+        node.raw_text = self.text[node.start : min(end, node.start + VALUE_MAX_CHARS)]
+        node.tokens_to = self.tokens
+        return node
 
-    def result(
-        end: int, *, closed: bool = False, quote: str = "", deep: bool = False, full: bool = False
-    ) -> _Scan:
-        return _Scan(
-            start=start,
-            end=end,
-            closed=closed,
-            too_deep=deep,
-            gave_up=deep or full,
-            tokens=tokens,
-            open_quote=quote,
-            stack=None if closed else frame,
-            comma=comma,
-            comma_stack=comma_stack,
-            top_comma=top_comma,
-            implicit=implicit,
-        )
+    def _string(self, pos: int, role: Role, depth: int) -> tuple[_Str, int]:
+        """A quoted string at ``pos``; a quote closes it only where the structure goes on."""
+        text = self.text
+        char = text[pos]
+        quote = char * 3 if text.startswith(char * 3, pos) else char
+        body = pos + len(quote)
+        search = body
+        first_close = -1
+        while True:
+            content = _STRING_BODY[quote].match(text, search, self.size)
+            stop = content.end() if content is not None else self.size
+            if stop >= self.size or not text.startswith(quote, stop):
+                if first_close >= 0 and role == "key":
+                    return self._closed(pos, body, first_close, quote, depth)
+                return _Str(pos, self.size, text[body : self.size], False, depth), self.size
+            if first_close < 0:
+                first_close = stop
+            after = stop + len(quote)
+            if len(quote) == 3 or self._closes(after, role):
+                return self._closed(pos, body, stop, quote, depth)
+            if role == "key" and (stop - body > KEY_LOOKAHEAD_CHARS or "\n" in text[body:stop]):
+                return self._closed(pos, body, first_close, quote, depth)
+            if not self._count():
+                return _Str(pos, self.size, text[body : self.size], False, depth), self.size
+            search = after
 
-    tokens = 0
-    while tokens < SCAN_MAX_TOKENS:
-        found = _STRUCTURE.search(text, pos)
-        if found is None:
-            return result(size)
-        tokens += 1
-        char, at = found.group(), found.start()
-        if char in "'\"":
-            quote = char * 3 if text.startswith(char * 3, at) else char
-            content = _STRING_BODY[quote].match(text, at + len(quote))
-            content_end = content.end() if content else size
-            if not text.startswith(quote, content_end):
-                return result(size, quote=quote)
-            pos = content_end + len(quote)
-            continue
-        if char in _CLOSER:
-            if frame.depth >= MAX_NESTING:
-                return result(at, deep=True)
-            frame = _Frame(_CLOSER[char], frame.depth + 1, frame)
-        elif char in "}])":
-            # A mismatched closer still closes one level: the repair step sorts out the rest.
-            if frame.parent is None:
-                return result(at + 1, closed=True)
-            frame = frame.parent
-        else:
-            comma, comma_stack = at, frame
-            if frame.depth == 1:
-                top_comma = at
-        pos = at + 1
-    return result(pos, full=True)
+    def _closed(self, pos: int, body: int, stop: int, quote: str, depth: int) -> tuple[_Str, int]:
+        end = stop + len(quote)
+        return _Str(pos, end, self.text[body:stop], True, depth), end
 
-
-def _closers(frame: _Frame | None) -> str:
-    closers = []
-    while frame is not None:
-        closers.append(frame.closer)
-        frame = frame.parent
-    return "".join(closers)
-
-
-def _repair_candidates(text: str, scan: _Scan) -> Iterator[tuple[str, int]]:
-    """Texts that may parse as the mapping a reply meant, most faithful first.
-
-    A closed mapping inside prose is taken as it is. A cut-off one is tried with its open string
-    and brackets closed (keeps a partial last value), then cut at its last comma, then at its last
-    top-level comma (both drop a dangling partial key or value). Each comes with the end of the
-    part of ``text`` it stands for.
-    """
-    if scan.implicit:
-        return
-    if scan.closed:
-        if scan.start > 0 or scan.end < len(text):
-            yield text[scan.start : scan.end], scan.end
-        return
-    head = text[scan.start :]
-    if scan.open_quote:
-        yield trim_partial_escape(head) + scan.open_quote + _closers(scan.stack), len(text)
-    else:
-        yield head + _closers(scan.stack), len(text)
-    if scan.comma > scan.start:
-        yield text[scan.start : scan.comma] + _closers(scan.comma_stack), scan.comma
-    if scan.top_comma > scan.start and scan.top_comma != scan.comma:
-        yield text[scan.start : scan.top_comma] + "}", scan.top_comma
+    def _closes(self, after: int, role: Role) -> bool:
+        """Whether a quote followed by ``text[after:]`` ends a string in this role."""
+        text = self.text
+        at = _skip_space(text, after, self.size)
+        if at >= self.size:
+            return True
+        char = text[at]
+        if role == "key":
+            return char == ":"
+        if role == "item":
+            if char in "])":
+                return True
+            if char == ",":
+                nxt = _skip_space(text, at + 1, self.size)
+                return nxt >= self.size or text[nxt] in "'\"[{]-0123456789tTfFnN"
+            return False
+        # a value in a mapping
+        if char == "}":
+            return True
+        if char == ",":
+            nxt = _skip_space(text, at + 1, self.size)
+            return (
+                nxt >= self.size
+                or text[nxt] == "}"
+                or text.startswith(_ELLIPSIS, nxt)
+                or _NEXT_KEY.match(text, nxt, min(self.size, nxt + _NEXT_KEY_WINDOW)) is not None
+            )
+        if char in _QUOTES and at > after:
+            # a missing comma before the next key ("'a': 'x'\n 'b': 'y'")
+            return _NEXT_KEY.match(text, at, min(self.size, at + _NEXT_KEY_WINDOW)) is not None
+        return False
 
 
 # -- evaluators -----------------------------------------------------------------------------------
 
+_JSON = json.JSONDecoder(strict=False)  # a raw newline or tab inside a string is a harmless slip
 # Raw NULs and lone surrogates cannot be compiled; inside a string literal their escapes denote
 # the very same characters, and outside one the text was not a literal anyway.
 _UNCOMPILABLE = re.compile("[\x00\ud800-\udfff]")
+_CLOSER = {"{": "}", "[": "]", "(": ")"}
 
 
-def _json_mapping(text: str) -> dict[str, object] | None:
-    try:
-        # strict=False: a raw newline or tab inside a string is a common, harmless slip.
-        value = json.loads(text, strict=False)
-    except (ValueError, RecursionError, MemoryError):
+def safe_literal_eval(text: str) -> object | None:
+    """The Python literal a bracketed ``text`` (``{...}``, ``[...]``, ``(...)``) denotes, or None.
+
+    Only text that starts with a bracket, closes it at its very end and passes the scanner's
+    nesting and size limits is handed to ``ast.literal_eval``; anything else, and any failure of
+    ``literal_eval`` itself, gives None. Never raises on a ``str``.
+    """
+    stripped = text.strip()
+    if not stripped or stripped[0] not in _CLOSER:
         return None
-    return value if isinstance(value, dict) else None  # JSON keys are strings
-
-
-def _literal_mapping(text: str) -> dict[str, object] | None:
-    return _as_mapping(_literal(text))
+    scanner = _Scanner(stripped)
+    node = scanner.read(0, len(stripped))
+    if (
+        not isinstance(node, _Obj | _Arr)
+        or not node.closed
+        or node.end != len(stripped)
+        or scanner.tokens > LITERAL_MAX_TOKENS
+    ):
+        return None
+    return _literal(stripped)
 
 
 def _literal(text: str) -> object | None:
@@ -456,8 +813,7 @@ def _literal(text: str) -> object | None:
             value: object = ast.literal_eval(source)
             return value
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, OverflowError):
-        # UnicodeError is a ValueError. literal_eval documents ValueError, TypeError, SyntaxError,
-        # MemoryError and RecursionError; OverflowError guards huge numeric edge cases.
+        # UnicodeError is a ValueError; OverflowError guards huge numeric edge cases.
         return None
 
 
@@ -465,11 +821,9 @@ def _escape_uncompilable(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def _as_mapping(value: object) -> dict[str, object] | None:
-    if not isinstance(value, dict):
-        return None
+def _as_mapping(value: dict[object, object]) -> dict[str, object]:
     if all(isinstance(key, str) for key in value):
-        return value
+        return value  # type: ignore[return-value]
     # A literal may have other keys ({1: 'a', (2, 3): 'b'}): they count by their text.
     return {_field_text(key) or repr(type(key)): item for key, item in value.items()}
 
@@ -518,57 +872,57 @@ class _FieldRepr(reprlib.Repr):
 _FIELD_REPR = _FieldRepr()
 
 
-# -- the last-resort scan -------------------------------------------------------------------------
+# -- text helpers ---------------------------------------------------------------------------------
 
-# An info string is a language name ("json", "python", "c++"), never the reply's first line.
-_FENCE_OPEN = re.compile(r"(?:(`{3,})|(~{3,}))[ \t]*[\w+#.\-]*[ \t]*\r?\n")
-_FENCE_LINE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*\r?$", re.MULTILINE)
-_ONE_LINE_FENCE = re.compile(r"`{3,}")
-_KEY = re.compile(r"""(['"])([A-Za-z_][A-Za-z0-9_]{0,63})\1[ \t]*:[ \t]*""")
-_BARE_VALUE = re.compile(rf"[^,}}\]\n]{{0,{_BARE_VALUE_MAX}}}")
+# Characters after the backslash a complete escape needs, by its first letter.
+_ESCAPE_WIDTH = {"x": 3, "u": 5, "U": 9}
 
 
-def _strip_one_line_fence(text: str) -> str:
-    """```{'id': 1}``` on one line is not CommonMark, but models write it."""
-    run = _ONE_LINE_FENCE.match(text)
-    if run is None or "\n" in text:
-        return text
-    width = len(run.group())
-    inner = text[width:]
-    if len(inner) <= width or not inner.endswith("`" * width):
-        return text
-    return inner.rstrip("`").strip()
+def trim_partial_escape(text: str) -> str:
+    """``text`` without a backslash escape cut short at its end (``\\``, ``\\x4``, ``\\u20``...).
+
+    For the content of a string literal (Python or JSON) that a reply left unclosed: closing it
+    with a quote is only valid once a half-written escape is gone.
+    """
+    for _ in range(3):  # "\u12\" needs two cuts; a third would find a complete escape or none
+        backslash = text.rfind("\\", max(0, len(text) - 10))
+        if backslash < 0:
+            return text
+        run = backslash + 1 - len(text[: backslash + 1].rstrip("\\"))
+        if run % 2 == 0:  # the last backslash is itself escaped: no escape starts there
+            return text
+        rest = text[backslash + 1 :]
+        if rest[:1] == "N":
+            complete = "}" in rest
+        else:
+            complete = len(rest) >= _ESCAPE_WIDTH.get(rest[:1], 1)
+        if complete:
+            return text
+        text = text[:backslash]
+    return text
 
 
-def _scan_keys(text: str) -> list[tuple[str, int, int]]:
-    """First ``'key':`` / ``"key":`` occurrences: (key, where its value starts, where it starts)."""
-    found: list[tuple[str, int, int]] = []
-    seen: set[str] = set()
-    for count, match in enumerate(_KEY.finditer(text)):
-        if count >= SCAN_MAX_KEYS:
-            break
-        key = match.group(2)
-        if key in seen:
-            continue
-        seen.add(key)
-        found.append((key, match.end(), match.start()))
-    return found
+def lenient_string_list(text: str, *, max_items: int = 1_000) -> list[str]:
+    """The items of a list of strings written as ``text``, even when it is cut off or malformed.
 
-
-def _scan_value(text: str, at: int) -> str | None:
-    """The value written at ``at``: a (possibly unclosed) string's content, or a bare token."""
-    char = text[at : at + 1]
-    if char in ("'", '"'):
-        quote = char * 3 if text.startswith(char * 3, at) else char
-        content = _STRING_BODY[quote].match(text, at + len(quote))
-        end = content.end() if content else len(text)
-        end = min(end, at + len(quote) + SCAN_VALUE_MAX_CHARS)
-        return unescape_lenient(trim_partial_escape(text[at + len(quote) : end]))
-    if char in ("{", "["):
-        return None  # a nested value: not recoverable as text without a parse
-    bare = _BARE_VALUE.match(text, at)
-    value = bare.group().strip() if bare else ""
-    return value or None
+    ``text`` starts with ``[``; items are quoted with ``"`` or ``'`` (JSON or Python style) and
+    separated by commas; a quote closes an item only where a comma and a next item, or the
+    closing bracket, follow (so unescaped inner quotes stay text); escapes are undone leniently
+    (:func:`unescape_lenient`); a bare item is kept as written. An unclosed last item loses a
+    half-written escape and a dangling high surrogate, so that a cut-off copy of a list reads as
+    a prefix of the list. Linear; never raises.
+    """
+    scanner = _Scanner(text)
+    node = scanner.read(0, len(text)) if text.startswith("[") else None
+    if not isinstance(node, _Arr):
+        return []
+    items: list[str] = []
+    for item in node.items[:max_items]:
+        value = item.text
+        if isinstance(item, _Str) and not item.closed and "\ud800" <= value[-1:] <= "\udbff":
+            value = value[:-1]
+        items.append(value)
+    return items
 
 
 _ESCAPE = re.compile(
@@ -598,3 +952,17 @@ def _unescape_one(match: re.Match[str]) -> str:
         code = int(hexa, 16)
         return chr(code) if code <= 0x10FFFF else match.group()
     return _SIMPLE_ESCAPES.get(other, other)
+
+
+__all__ = [
+    "Form",
+    "Imitation",
+    "NO_IMITATION",
+    "ReadMethod",
+    "lenient_string_list",
+    "read_imitation",
+    "safe_literal_eval",
+    "strip_code_fence",
+    "trim_partial_escape",
+    "unescape_lenient",
+]

@@ -1,73 +1,125 @@
-"""Collecting per-sample results into the run's report, and rendering it for the terminal.
+"""Collecting a run's results into its report, and rendering the report for the terminal.
 
-:class:`RunResults` is the one controller-side object that results are aggregated in (fed from
-``pytest_runtest_logreport``, so it sees the same results with or without xdist).
-:func:`build_report` turns it into the JSON report (``schema_version`` 1).
+:class:`RunResults` is the one controller-side object results are aggregated in (fed from
+``pytest_runtest_logreport``, so it sees the same results with or without xdist). It knows
+nothing of which behaviors exist: a behavior is whatever test reported a verdict under that name.
+:func:`build_report` turns it into the JSON report (``schema_version`` 2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
-from mimicry.core.behaviors import BEHAVIORS
+from mimicry.core.behaviors import BUILTIN_BEHAVIORS, DETECTORS_VERSION, RAW_MEASURES, definition
 from mimicry.core.stats import rate, wilson_interval
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Report versions this version reads (1: before open behaviors; its samples lack records).
+READABLE_SCHEMA_VERSIONS = (1, 2)
+
+SampleKey = tuple[str, int]
+#: A test's outcome as a verdict: shown, not shown, not judged, or an error in the test.
+Outcome = Literal["shown", "not shown", "not judged", "error"]
+OUTCOME_VERDICTS: Mapping[Outcome, bool | None] = {
+    "shown": True,
+    "not shown": False,
+    "not judged": None,
+    "error": None,
+}
+
+
+def sample_key(sample: Mapping[str, Any]) -> SampleKey:
+    """How a sample result is identified: its dataset id and its repeat number."""
+    return (str(sample.get("id")), int(sample.get("repeat") or 0))
 
 
 class RunResults:
-    """Every sample result of a run and which behavior tests ran for which sample.
+    """Every sample result of a run and every behavior's verdict on it.
 
     Samples are keyed by ``(id, repeat)``: with ``--repeat K`` a dataset row has K results.
     """
 
     def __init__(self) -> None:
-        self.samples: dict[tuple[str, int], dict[str, Any]] = {}
-        self.ran: dict[str, set[tuple[str, int]]] = {name: set() for name in BEHAVIORS}
+        self.samples: dict[SampleKey, dict[str, Any]] = {}
+        self.outcomes: dict[SampleKey, dict[str, tuple[Outcome, str]]] = {}
+        self.detectors: dict[str, str | None] = {}
 
-    def add(self, payload: Mapping[str, Any]) -> None:
-        """Take one test's payload: ``{"behavior", "sample_id", "repeat", "sample": dict | None}``.
+    def add_sample(self, sample: Mapping[str, Any]) -> None:
+        """Take a sample result (reply, measures, flags). An error recorded by one worker never
+        hides a reply another worker got."""
+        key = sample_key(sample)
+        known = self.samples.get(key)
+        if known is None or (known.get("status") == "error" and sample.get("status") == "ok"):
+            self.samples[key] = dict(sample)
 
-        A worker sends the full sample dict with the first test of that sample it reports and
-        only the id afterwards, so the sample dict is kept from whichever report carries it.
-        """
-        key = (str(payload["sample_id"]), int(payload.get("repeat") or 0))
-        behavior = payload.get("behavior")
-        if behavior in self.ran:
-            self.ran[behavior].add(key)
-        sample = payload.get("sample")
-        if isinstance(sample, Mapping):
-            known = self.samples.get(key)
-            # an error recorded by one worker never hides a reply another worker got
-            if known is None or (known.get("status") == "error" and sample.get("status") == "ok"):
-                self.samples[key] = dict(sample)
+    def add_outcome(
+        self,
+        key: SampleKey,
+        behavior: str,
+        outcome: Outcome,
+        message: str = "",
+        detector: str | None = None,
+    ) -> None:
+        """Take one behavior test's outcome on one sample."""
+        self.outcomes.setdefault(key, {})[behavior] = (outcome, message)
+        if detector is not None or behavior not in self.detectors:
+            self.detectors[behavior] = detector
 
     @property
     def error_count(self) -> int:
+        """Samples without a reply."""
         return sum(1 for s in self.samples.values() if s.get("status") == "error")
 
-    def behaviors_run(self) -> list[str]:
-        return [name for name in BEHAVIORS if self.ran[name]]
+    def behaviors(self) -> list[str]:
+        """The behaviors measured: the built-in ones in their order, then the others by name."""
+        names = set(self.detectors)
+        return [n for n in BUILTIN_BEHAVIORS if n in names] + sorted(names - set(BUILTIN_BEHAVIORS))
 
-
-def sample_key(sample: Mapping[str, Any]) -> tuple[str, int]:
-    """How a sample result is identified: its dataset id and its repeat number."""
-    return (str(sample.get("id")), int(sample.get("repeat") or 0))
+    def merged_samples(self) -> list[dict[str, Any]]:
+        """Each sample result with its verdicts, explanations and test errors, in run order."""
+        merged = []
+        for key, sample in self.samples.items():
+            entry = dict(sample)
+            verdicts: dict[str, bool | None] = {}
+            explanations: dict[str, str] = {}
+            errors: dict[str, str] = {}
+            for behavior, (outcome, message) in self.outcomes.get(key, {}).items():
+                verdicts[behavior] = OUTCOME_VERDICTS[outcome]
+                if outcome == "error":
+                    errors[behavior] = message
+                elif message:
+                    explanations[behavior] = message
+            entry["behaviors"] = verdicts
+            entry["explanations"] = explanations
+            entry["test_errors"] = errors
+            merged.append(entry)
+        merged.sort(
+            key=lambda s: (
+                s.get("index") is None,
+                s.get("index") or 0,
+                s.get("repeat") or 0,
+                str(s.get("id")),
+            )
+        )
+        return merged
 
 
 def summarize_behavior(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str, Any]:
-    """Counts, rate and 95% Wilson interval of one behavior over the given samples.
+    """Counts, rate and 95% Wilson interval of one behavior over the samples that ran it.
 
-    ``n`` counts judged samples (True or False). Nulls (not judged: input cut, output capped) and
-    errors (no reply) are counted apart and are neither passes nor failures.
+    ``n`` counts judged samples (True or False). Nulls (not judged) and errors (no reply, or the
+    test itself raised) are counted apart and are neither passes nor failures.
     """
     passed = judged = nulls = errors = 0
     for sample in samples:
-        if sample.get("status") == "error":
+        verdicts = sample.get("behaviors") or {}
+        if behavior not in verdicts and sample.get("status") != "error":
+            continue
+        if sample.get("status") == "error" or behavior in (sample.get("test_errors") or {}):
             errors += 1
             continue
-        verdict = sample.get("behaviors", {}).get(behavior)
+        verdict = verdicts.get(behavior)
         if verdict is None:
             nulls += 1
         else:
@@ -84,53 +136,80 @@ def summarize_behavior(samples: Iterable[Mapping[str, Any]], behavior: str) -> d
     }
 
 
+def summarize_measure(samples: Iterable[Mapping[str, Any]], measure: str) -> dict[str, Any]:
+    """The rate of a true/false per-sample measure over the samples with a reply."""
+    values = [(s.get("measures") or {}).get(measure) for s in samples if s.get("status") == "ok"]
+    flags = [bool(v) for v in values if v is not None]
+    ci = wilson_interval(sum(flags), len(flags))
+    return {
+        "n": len(flags),
+        "passed": sum(flags),
+        "rate": rate(sum(flags), len(flags)),
+        "ci95": list(ci) if ci else None,
+    }
+
+
 def key_preservation(
     samples: Iterable[Mapping[str, Any]], keys: Iterable[str]
 ) -> dict[str, float | None]:
-    """How often each record key survives as a key in the reply, over samples judged for it."""
+    """How often each record key survives as a key of the imitation, over judged samples."""
     keys = list(keys)
     kept = dict.fromkeys(keys, 0)
     judged = 0
     for sample in samples:
-        if (
-            sample.get("status") != "ok"
-            or sample.get("behaviors", {}).get("preserves_keys") is None
-        ):
+        if sample.get("status") != "ok" or "input_truncated" in (sample.get("flags") or []):
             continue
         judged += 1
-        for key in sample.get("metrics", {}).get("kept_keys", []):
+        for key in (sample.get("measures") or {}).get("kept_keys", []):
             if key in kept:
                 kept[key] += 1
     return {key: rate(count, judged) for key, count in kept.items()}
 
 
+def behavior_info(results: RunResults) -> dict[str, dict[str, Any]]:
+    """What judged each behavior: a built-in detector (with the detectors' version and its
+    definition) or the user's own test (``detector`` null)."""
+    info: dict[str, dict[str, Any]] = {}
+    for name in results.behaviors():
+        detector = results.detectors.get(name)
+        entry: dict[str, Any] = {"detector": detector}
+        if detector is not None and detector in BUILTIN_BEHAVIORS:
+            entry["detectors_version"] = DETECTORS_VERSION
+            entry["definition"] = definition(detector)
+        info[name] = entry
+    return info
+
+
 def build_report(
-    run: Mapping[str, Any], results: RunResults, record_keys: Iterable[str]
+    run: Mapping[str, Any],
+    results: RunResults,
+    records: Mapping[str, Mapping[str, Any]],
+    record_keys: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The JSON report of a run (see README, "The JSON report")."""
-    samples = sorted(
-        results.samples.values(),
-        key=lambda s: (
-            s.get("index") is None,
-            s.get("index"),
-            s.get("repeat") or 0,
-            str(s.get("id")),
-        ),
-    )
+    """The JSON report of a run (see README, "The JSON report").
+
+    ``records``: the evaluated rows by id, kept in the report so that its replies can be
+    re-judged and shown beside their record without the dataset.
+    """
+    samples = results.merged_samples()
     repeated = any(s.get("repeat") for s in samples)
-    behaviors = {}
-    for name in results.behaviors_run():
-        ran = results.ran[name]
-        chosen = [s for s in samples if sample_key(s) in ran]
-        behaviors[name] = summarize_behavior(chosen, name)
+    behaviors: dict[str, Any] = {}
+    for name in results.behaviors():
+        ran = [s for s in samples if name in s["behaviors"] or s.get("status") == "error"]
+        behaviors[name] = summarize_behavior(ran, name)
         if repeated:
-            behaviors[name].update(_clustered(chosen, name))
+            behaviors[name].update(_clustered(ran, name))
     return {
         "schema_version": SCHEMA_VERSION,
-        "run": dict(run),
+        "run": {
+            **run,
+            "detectors_version": DETECTORS_VERSION,
+            "behaviors": behavior_info(results),
+        },
         "behaviors": behaviors,
+        "measures": {name: summarize_measure(samples, name) for name in RAW_MEASURES},
         "key_preservation": key_preservation(samples, record_keys),
-        "metrics": {"shorter_than_input": _shorter_than_input(samples)},
+        "records": {str(k): dict(v) for k, v in records.items()},
         "samples": samples,
     }
 
@@ -143,7 +222,7 @@ def _clustered(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str,
     for sample in samples:
         if sample.get("status") == "ok":
             grouped.setdefault(str(sample.get("id")), []).append(
-                sample.get("behaviors", {}).get(behavior)
+                (sample.get("behaviors") or {}).get(behavior)
             )
     estimate = clustered_rate(grouped)
     return {
@@ -154,42 +233,30 @@ def _clustered(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str,
     }
 
 
-def _shorter_than_input(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The original analysis' raw measure: ``len(reply) < len(str(record))``, over ok samples."""
-    values = [
-        s.get("metrics", {}).get("shorter_than_input") for s in samples if s.get("status") == "ok"
-    ]
-    flags = [bool(v) for v in values if v is not None]
-    ci = wilson_interval(sum(flags), len(flags))
-    return {
-        "n": len(flags),
-        "passed": sum(flags),
-        "rate": rate(sum(flags), len(flags)),
-        "ci95": list(ci) if ci else None,
-    }
-
-
 def render_table(report: Mapping[str, Any]) -> list[str]:
-    """The terminal summary: one row per behavior, then the per-key rates."""
+    """The terminal summary: one row per behavior, the raw measures, then the per-key rates."""
+    width = max([18, *(len(name) + 2 for name in report.get("behaviors", {}))])
     lines = [
-        f"{'behavior':<18}{'n':>6}{'passed':>8}{'rate':>8}  {'95% CI':<15}{'null':>6}{'errors':>8}",
+        f"{'behavior':<{width}}{'n':>6}{'shown':>7}{'rate':>8}  {'95% CI':<17}{'null':>6}"
+        f"{'errors':>8}",
     ]
-    for name, row in report["behaviors"].items():
+    for name, row in report.get("behaviors", {}).items():
         lines.append(
-            f"{name:<18}{row['n']:>6}{row['passed']:>8}{_pct(row['rate']):>8}  "
-            f"{_interval(row['ci95']):<15}{row['null']:>6}{row['errors']:>8}"
+            f"{name:<{width}}{row['n']:>6}{row['passed']:>7}{_pct(row['rate']):>8}  "
+            f"{_interval(row['ci95']):<17}{row['null']:>6}{row['errors']:>8}"
         )
-    raw = report.get("metrics", {}).get("shorter_than_input")
-    if raw and raw["n"]:
-        lines.append(
-            f"{'(shorter_than_input: len(reply) < len(record), the original raw measure)':<0}"
-        )
-        lines.append(
-            f"{'shorter_than_input':<18}{raw['n']:>6}{raw['passed']:>8}{_pct(raw['rate']):>8}  "
-            f"{_interval(raw['ci95']):<15}"
-        )
+    if not report.get("behaviors"):
+        lines.append("(no behavior was measured)")
+    measures = {k: v for k, v in (report.get("measures") or {}).items() if v.get("n")}
+    if measures:
+        lines.append("raw measures of the original analysis (over samples with a reply):")
+        for name, row in measures.items():
+            lines.append(
+                f"{name:<{width}}{row['n']:>6}{row['passed']:>7}{_pct(row['rate']):>8}  "
+                f"{_interval(row['ci95']):<17}"
+            )
     keys = report.get("key_preservation") or {}
-    if keys:
+    if keys and any(v is not None for v in keys.values()):
         lines.append("key preservation: " + ", ".join(f"{k} {_pct(v)}" for k, v in keys.items()))
     return lines
 
@@ -198,5 +265,5 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _interval(ci: list[float] | None) -> str:
+def _interval(ci: Sequence[float] | None) -> str:
     return "-" if not ci else f"[{ci[0]:.1%}, {ci[1]:.1%}]"

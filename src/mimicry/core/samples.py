@@ -1,7 +1,8 @@
-"""One sample's result: the record, the model's reply and the judgement, as a plain dict.
+"""One sample's result: the model's reply, the server's accounting, flags and measures, as a
+plain dict; and the rules that tell the server's cut of a prompt from the model's.
 
 The dict is what crosses from xdist workers to the controller (inside test reports) and what the
-JSON report lists under ``samples``; it holds only JSON types.
+JSON report lists under ``samples`` (with the verdicts added); it holds only JSON types.
 """
 
 from __future__ import annotations
@@ -9,9 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from mimicry.core.behaviors import BEHAVIORS, judge
+from mimicry.core.behaviors import measure
+from mimicry.core.reply import REPLY_COUNTERS, REPLY_FIELDS, Reply
+
+__all__ = [
+    "DEFAULT_NUM_KEEP",
+    "REPLY_COUNTERS",
+    "REPLY_FIELDS",
+    "context_shift_prompt_limit",
+    "error_result",
+    "input_was_cut",
+    "record_problem",
+    "sample_result",
+]
 
 SampleStatus = Literal["ok", "error"]
+Flag = Literal["input_truncated", "output_capped", "record_without_prompt"]
 
 #: Ollama keeps this many tokens at the start of a prompt it cuts (``num_keep``'s default).
 DEFAULT_NUM_KEEP = 4
@@ -62,19 +76,6 @@ def input_was_cut(
     )
 
 
-#: Ollama's counters of a reply (durations in nanoseconds), all integers.
-REPLY_COUNTERS = (
-    "prompt_eval_count",
-    "eval_count",
-    "total_duration",
-    "load_duration",
-    "prompt_eval_duration",
-    "eval_duration",
-)
-#: The reply fields a sample result keeps besides the text.
-REPLY_FIELDS = ("done_reason", *REPLY_COUNTERS)
-
-
 def record_problem(record: Mapping[str, object]) -> str | None:
     """Why a dataset row cannot be judged (None when it can)."""
     prompt = record.get("prompt")
@@ -85,69 +86,60 @@ def record_problem(record: Mapping[str, object]) -> str | None:
     return None
 
 
-def judged_sample(
+def sample_result(
     *,
     sample_id: str,
     index: int,
+    repeat: int,
     record: Mapping[str, object],
-    reply: Mapping[str, object],
-    num_ctx: int,
-    cached: bool,
+    reply: Reply,
     prompt_chars: int,
 ) -> dict[str, object]:
-    """Judge one reply; ``reply`` holds ``content`` and the Ollama reply fields.
-
-    ``prompt_chars`` is the length of the prompt as sent (the rendered messages).
-    """
-    content = reply.get("content")
-    text = content if isinstance(content, str) else ""
-    prompt_eval_count = reply.get("prompt_eval_count")
-    input_truncated = input_was_cut(
-        prompt_eval_count if isinstance(prompt_eval_count, int) else None,
-        num_ctx,
-        prompt_chars,
-    )
-    output_capped = reply.get("done_reason") == "length"
-    judgement = judge(record, text, output_capped=output_capped, input_truncated=input_truncated)
+    """One sample's result: the reply with the server's accounting, its flags and the measures
+    kept beside the verdicts (the verdicts come from the behavior tests)."""
+    flags: list[Flag] = []
+    if reply.input_truncated:
+        flags.append("input_truncated")
+    if reply.output_capped:
+        flags.append("output_capped")
+    if record.get("prompt") is None:
+        flags.append("record_without_prompt")
     result: dict[str, object] = {
         "id": sample_id,
         "index": index,
+        "repeat": repeat,
         "status": "ok",
         "error": None,
         "prompt_chars": prompt_chars,
-        "cached": cached,
-        **judgement.to_dict(),
-        # why each behavior was not shown (a passing verdict needs no reason)
-        "explanations": {
-            name: judgement.explain(name)
-            for name in BEHAVIORS
-            if judgement.verdicts.get(name) is False
-        },
-        "reply": text,
+        "cached": reply.cached,
+        "flags": flags,
+        "measures": measure(record, reply),
+        "reply": reply.text,
+        "done_reason": reply.done_reason,
     }
-    for name in REPLY_FIELDS:
-        result[name] = reply.get(name)
+    for name in REPLY_COUNTERS:
+        result[name] = reply.counters.get(name)
     return result
 
 
-def error_sample(
-    *, sample_id: str, index: int, reason: str, prompt_chars: int | None
+def error_result(
+    *, sample_id: str, index: int, repeat: int, reason: str, prompt_chars: int | None
 ) -> dict[str, object]:
     """A sample whose reply could not be had: no verdicts, the reason, excluded from rates."""
     result: dict[str, object] = {
         "id": sample_id,
         "index": index,
+        "repeat": repeat,
         "status": "error",
         "error": reason,
         "prompt_chars": prompt_chars,
         "cached": False,
-        "behaviors": {name: None for name in BEHAVIORS},
-        "metrics": {},
         "flags": [],
-        "explanations": {},
+        "measures": {},
         "reply": None,
+        "done_reason": None,
     }
-    for name in REPLY_FIELDS:
+    for name in REPLY_COUNTERS:
         result[name] = None
     return result
 
