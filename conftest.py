@@ -1,3 +1,2 @@
-"""Wires the eval suite's fixtures. The plugin itself is registered once, by its entry point."""
-
-pytest_plugins = ["fixtures.dataset", "fixtures.replies"]
+"""The eval suite needs nothing here: the plugin and its fixtures come with the package
+(entry points ``mimicry`` and ``mimicry-fixtures``)."""

@@ -1,6 +1,7 @@
-"""copies_braces: the reply, stripped of surrounding whitespace and of one enclosing code fence,
-starts with ``{`` and ends with ``}``."""
+"""The copies_braces behavior: its definition is the detector's docstring (and the README)."""
+
+from mimicry.behaviors import copies_braces, expect
 
 
-def test_copies_braces(behavior):
-    assert behavior.shown
+def test_copies_braces(sample, reply):
+    expect(copies_braces(sample, reply))

@@ -1,5 +1,7 @@
-"""preserves_keys: every top-level key of the record appears as a key in the reply."""
+"""The preserves_keys behavior: its definition is the detector's docstring (and the README)."""
+
+from mimicry.behaviors import expect, preserves_keys
 
 
-def test_preserves_keys(behavior):
-    assert behavior.shown
+def test_preserves_keys(sample, reply):
+    expect(preserves_keys(sample, reply))

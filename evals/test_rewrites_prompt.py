@@ -1,7 +1,7 @@
-"""rewrites_prompt: the reply carries a ``prompt`` value that is not the record's prompt yet is
-clearly about it (similar to the prompt or one of its turns at or above the threshold in
-``mimicry.core.behaviors``). Verbatim copies and missing ``prompt`` fields are not rewrites."""
+"""The rewrites_prompt behavior: its definition is the detector's docstring (and the README)."""
+
+from mimicry.behaviors import expect, rewrites_prompt
 
 
-def test_rewrites_prompt(behavior):
-    assert behavior.shown
+def test_rewrites_prompt(sample, reply):
+    expect(rewrites_prompt(sample, reply))

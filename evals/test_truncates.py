@@ -1,7 +1,7 @@
-"""truncates: the reply is a partial copy of the record: it imitates the record (braces or at
-least one key) but omits at least one of the record's keys or stops inside a value. A plain
-answer is not a truncation; a reply cut by ``num_predict`` gets no verdict."""
+"""The truncates behavior: its definition is the detector's docstring (and the README)."""
+
+from mimicry.behaviors import expect, truncates
 
 
-def test_truncates(behavior):
-    assert behavior.shown
+def test_truncates(sample, reply):
+    expect(truncates(sample, reply))

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+# pytester runs the eval suite as users do; it is loaded for the project's own tests only.
+pytest_plugins = ["pytester"]
+
 # Profiles: "dev" (the default) explores new examples each run; "ci" is the fixed budget CI runs
 # (derandomized, so a CI failure reproduces). Choose with HYPOTHESIS_PROFILE=ci.
 settings.register_profile("dev", max_examples=100, deadline=None)

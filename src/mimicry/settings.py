@@ -73,10 +73,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "concurrency",
-        "1",
-        "requests each process keeps in flight: it asks for the next samples' replies while "
-        "the current ones are judged (use about the server's parallel slots / xdist workers)",
-        "K",
+        "auto",
+        "requests the run keeps in flight, in sample order, while tests judge the replies "
+        "already in (use about the server's parallel slots); auto: the number of xdist workers "
+        "(1 without xdist)",
+        "K|auto",
     ),
     OptionSpec(
         "backend",
@@ -88,8 +89,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "dataset",
         DEFAULT_DATASET,
-        "Hugging Face dataset id or local .jsonl/.json/.csv/.parquet file",
-        "ID_OR_PATH",
+        "Hugging Face dataset id, local .jsonl/.json/.csv/.parquet file, or 'sample' (the 32 "
+        "rows shipped with the package); default: the hub dataset when it can be had, else the "
+        "bundled sample",
+        "ID_OR_PATH|sample",
     ),
     OptionSpec("dataset_split", "train", "dataset split", "SPLIT"),
     OptionSpec(
@@ -159,6 +162,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "PATH",
     ),
     OptionSpec("embedded_model_name", None, "name the embedded server gives the GGUF file", "NAME"),
+    OptionSpec(
+        "judge_model",
+        None,
+        "a second model that judge-based behaviors ask (answers_prompt); checked before the run, "
+        "its digest recorded in the report",
+        "NAME",
+    ),
     OptionSpec(
         "repeat",
         "1",
@@ -245,7 +255,8 @@ class Settings:
     max_errors: ErrorBudget
     embedded_gguf: Path | None
     embedded_model_name: str | None
-    concurrency: int
+    judge_model: str | None
+    concurrency: int | None  # None: auto
     repeat: int
     baseline: Path | None
     save_baseline: Path | None
@@ -348,7 +359,12 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         max_errors=parse_error_budget(req("max_errors")),
         embedded_gguf=_path(text("embedded_gguf")),
         embedded_model_name=text("embedded_model_name"),
-        concurrency=_int("concurrency", req("concurrency"), minimum=1),
+        judge_model=text("judge_model"),
+        concurrency=(
+            None
+            if req("concurrency").strip().lower() == "auto"
+            else _int("concurrency", req("concurrency"), minimum=1)
+        ),
         repeat=_int("repeat", req("repeat"), minimum=1),
         baseline=_path(text("baseline")),
         save_baseline=_path(text("save_baseline")),

@@ -1,10 +1,11 @@
 """The run plan: the run-wide facts, decided once on the controller before any test runs.
 
-:func:`plan_run` resolves the host (and starts the embedded server when no Ollama answers),
-preflights the server and model, loads the dataset, selects the samples and sizes ``num_ctx``.
-The resulting :class:`RunPlan` is plain data: the plugin hands it to xdist workers through
+:func:`plan_run` chooses and prepares the dataset (a row store every process reads cheaply),
+selects the samples, resolves the host (and decides on the embedded server when no Ollama
+answers), preflights the server, the model and the judge model, and sizes ``num_ctx``. The
+resulting :class:`RunPlan` is plain data: the plugin hands it to xdist workers through
 ``workerinput``, so workers never preflight, start servers or choose samples themselves.
-This module imports neither pytest nor ollama (the client module wraps ollama).
+This module imports neither pytest nor ollama.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mimicry import __version__
-from mimicry.dataset import DatasetSpec, estimate_prompt_chars, load_rows, select_indices
+from mimicry.exitcodes import ExitStatus
 from mimicry.settings import Backend, Settings
 
 BackendName = Literal["ollama", "embedded"]
 
-#: Characters per token assumed when sizing num_ctx from the longest selected prompt. Real
-#: tokenizers give 3.2 to 4 for these rows; a low figure over-sizes the window rather than cut.
+#: Characters per token assumed when sizing num_ctx from the longest row. Real tokenizers give
+#: 3.2 to 4 for these rows; a low figure over-sizes the window rather than cut.
 CHARS_PER_TOKEN_ESTIMATE = 3.0
 #: Room kept beyond prompt and reply for the chat template's own tokens.
 TEMPLATE_TOKEN_ALLOWANCE = 64
@@ -36,19 +37,19 @@ PROBE_TIMEOUT_S = 1.5
 
 
 class PlanError(Exception):
-    """The run cannot start; ``exit_code`` says whether it is a usage (4) or server (3) problem."""
+    """The run cannot start; ``exit_status`` says whether it is a usage or a server problem."""
 
-    def __init__(self, message: str, *, exit_code: int) -> None:
+    def __init__(self, message: str, *, exit_status: ExitStatus) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_status = exit_status
 
 
 def usage_error(message: str) -> PlanError:
-    return PlanError(message, exit_code=4)
+    return PlanError(message, exit_status=ExitStatus.USAGE_ERROR)
 
 
 def server_error(message: str) -> PlanError:
-    return PlanError(message, exit_code=3)
+    return PlanError(message, exit_status=ExitStatus.SERVER_UNUSABLE)
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,16 @@ class RunPlan:
     model_info: dict[str, Any]
     options: dict[str, Any]
     prompt_template: str
-    dataset: dict[str, Any]  # id_or_path, split, n_rows
+    dataset: dict[str, Any]  # id_or_path, split, n_rows, label, bundled
+    rows_path: str  # the row store every process reads the rows from
     indices: list[int]
-    sample_ids: list[Any]
+    sample_ids: list[str]
     cache_dir: str | None
     cache_mode: str
     num_ctx_source: str  # "auto" or "option"
+    concurrency: int
+    judge: dict[str, Any] | None = None  # {"model", "model_info"} with --judge-model
+    embedded: dict[str, Any] | None = None  # how to start the embedded server, when it is used
     package_version: str = __version__
     notes: list[str] = field(default_factory=list)
 
@@ -96,10 +101,13 @@ class RunPlan:
             "model": self.model,
             "model_digest": self.model_digest,
             "model_info": self.model_info,
+            "judge_model": None if self.judge is None else self.judge["model"],
+            "judge_model_info": None if self.judge is None else self.judge["model_info"],
             "host": self.host,
             "hosts": self.hosts,
             "options": self.options,
             "num_ctx_source": self.num_ctx_source,
+            "concurrency": self.concurrency,
             "prompt_template": self.prompt_template,
             "dataset": {**self.dataset, "sample_ids": self.sample_ids},
             "response_cache_mode": self.cache_mode,
@@ -110,7 +118,7 @@ class RunPlan:
 
 
 def size_num_ctx(longest_prompt_chars: int, num_predict: int, context_length: int | None) -> int:
-    """A context window for the longest selected prompt and a full reply, within the model's."""
+    """A context window for the longest row and a full reply, within the model's."""
     needed = (
         math.ceil(longest_prompt_chars / CHARS_PER_TOKEN_ESTIMATE)
         + num_predict
@@ -121,7 +129,7 @@ def size_num_ctx(longest_prompt_chars: int, num_predict: int, context_length: in
 
 
 def request_options(settings: Settings, num_ctx: int) -> dict[str, Any]:
-    """The options sent with every request (and part of every cache key)."""
+    """The options sent with every request (all but num_ctx are part of every cache key)."""
     return {
         "temperature": settings.temperature,
         "seed": settings.seed,
@@ -132,46 +140,50 @@ def request_options(settings: Settings, num_ctx: int) -> dict[str, Any]:
 
 @dataclass
 class PlannedRun:
-    """The plan, the loaded dataset, and the embedded server to stop at the end (if one started)."""
+    """The plan and the open row store."""
 
     plan: RunPlan
-    dataset: Any
-    server: Any | None  # mimicry.embedded.launcher.EmbeddedServer
+    rows: Any  # mimicry.dataset.RowStore
 
 
 def server_answers(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     """Whether an Ollama-compatible server answers ``GET /api/version`` at ``host``."""
-    import httpx
+    import urllib.error
+    import urllib.request
 
     try:
-        response = httpx.get(f"{host}/api/version", timeout=timeout_s)
-    except httpx.HTTPError:
+        with urllib.request.urlopen(f"{host}/api/version", timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError, urllib.error.URLError):
         return False
-    return response.status_code == 200
 
 
 def plan_run(
     settings: Settings,
     *,
-    cache_root: Path | None,
+    cache_dir: Path | None,
     workers: int,
     environ: Mapping[str, str] | None = None,
-    collect_only: bool = False,
+    dry_run: bool = False,
 ) -> PlannedRun:
     """Decide the run-wide facts. Raises :class:`PlanError` with one clear message.
 
-    ``workers`` is the number of processes that will ask for replies (xdist workers, or 1): the
-    embedded server gets that many parallel slots. ``cache_root`` None leaves ``cache_dir`` to
-    be filled in by the caller (the plugin puts it under pytest's cache dir).
+    ``workers`` is the number of processes that will run tests (xdist workers, or 1).
+    ``cache_dir`` is where replies are kept (None: decided later by the caller). ``dry_run``
+    (``--collect-only`` and the like) plans without a server.
     """
     from mimicry.client import resolve_host
-    from mimicry.dataset import DatasetError
+    from mimicry.dataset import DatasetError, choose_dataset, open_rows, select_indices
 
     env = dict(os.environ if environ is None else environ)
-    spec = DatasetSpec(settings.dataset, settings.dataset_split)
     try:
-        ds = load_rows(spec)
-        ids = list(ds["id"])
+        choice = choose_dataset(
+            settings.dataset if settings.was_given("dataset") else None,
+            settings.dataset_split,
+            env,
+        )
+        rows = open_rows(choice, environ=env)
+        ids = [str(value) for value in rows.ids]
         indices = select_indices(
             ids,
             samples=settings.samples,
@@ -179,7 +191,6 @@ def plan_run(
             seed=settings.sample_seed,
             sample_ids=settings.sample_ids,
         )
-        longest = estimate_prompt_chars(ds, indices, spec)
     except DatasetError as exc:
         raise usage_error(str(exc)) from None
     try:
@@ -190,22 +201,27 @@ def plan_run(
         raise usage_error(str(exc)) from None
     hosts = list(dict.fromkeys(h for h, _ in resolved))
     host, explicit = hosts[0], any(given for _, given in resolved)
+    notes = [choice.note] if choice.note else []
     common: dict[str, Any] = {
         "run_id": uuid.uuid4().hex[:12],
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "prompt_template": settings.prompt_template,
         "dataset": {
-            "id_or_path": settings.dataset,
-            "split": settings.dataset_split,
-            "n_rows": len(ds),
+            "id_or_path": choice.spec.id_or_path,
+            "split": choice.spec.split,
+            "n_rows": len(rows),
+            "label": choice.label,
+            "bundled": choice.bundled,
         },
+        "rows_path": str(rows.path),
         "indices": indices,
         "sample_ids": [ids[i] for i in indices],
-        "cache_dir": _cache_dir(settings, cache_root),
+        "cache_dir": None if cache_dir is None else str(cache_dir),
         "cache_mode": settings.response_cache_mode.value,
         "num_ctx_source": "option" if settings.num_ctx else "auto",
     }
-    if collect_only:
+    longest = rows.longest
+    if dry_run:
         num_ctx = settings.num_ctx or size_num_ctx(longest, settings.num_predict, None)
         plan = RunPlan(
             backend="ollama",
@@ -214,38 +230,31 @@ def plan_run(
             model=settings.model,
             model_info={},
             options=request_options(settings, num_ctx),
+            concurrency=settings.concurrency or max(1, workers),
+            notes=notes,
             **common,
         )
-        return PlannedRun(plan, ds, None)
+        return PlannedRun(plan, rows)
 
     backend = _choose_backend(settings, host, explicit)
-    server = None
-    notes: list[str] = []
-    model = settings.model
     if backend == "embedded":
-        server = _start_embedded(settings, host, workers, longest)
-        host, model = server.url, server.model_name
-        hosts = [host]
-    try:
-        info = _preflight(settings, host, model, env)
-        for other in hosts[1:] if server is None else []:
-            other_info = _preflight(settings, other, model, env)
-            if other_info.get("digest") != info.get("digest"):
-                raise usage_error(
-                    f"--ollama-host {other!r} serves {model!r} with digest "
-                    f"{str(other_info.get('digest'))[:12]}…, but {host!r} serves "
-                    f"{str(info.get('digest'))[:12]}…: every host must serve the same model "
-                    "(run the same `ollama pull` on each)"
-                )
-    except BaseException:
-        if server is not None:
-            server.stop()
-        raise
-    if server is not None:
-        notes.append(
-            f"embedded backend: {model} served by llama.cpp (GGUF sha256 {info.get('digest')}); "
-            f"these are that model's numbers, not {settings.model}'s"
-        )
+        return _plan_embedded(settings, common, notes, rows, workers, longest, host)
+    info = _preflight(settings, host, settings.model, env)
+    for other in hosts[1:]:
+        other_info = _preflight(settings, other, settings.model, env)
+        if other_info.get("digest") != info.get("digest"):
+            raise usage_error(
+                f"--ollama-host {other!r} serves {settings.model!r} with digest "
+                f"{str(other_info.get('digest'))[:12]}…, but {host!r} serves "
+                f"{str(info.get('digest'))[:12]}…: every host must serve the same model "
+                "(run the same `ollama pull` on each)"
+            )
+    judge = None
+    if settings.judge_model is not None:
+        judge = {
+            "model": settings.judge_model,
+            "model_info": _preflight(settings, host, settings.judge_model, env),
+        }
     context_length = info.get("context_length")
     num_ctx = settings.num_ctx or size_num_ctx(longest, settings.num_predict, context_length)
     if settings.num_ctx and context_length and settings.num_ctx > context_length:
@@ -253,23 +262,18 @@ def plan_run(
             f"--num-ctx {settings.num_ctx} is above the model's context length {context_length}"
         )
     plan = RunPlan(
-        backend=backend,
+        backend="ollama",
         host=host,
         hosts=hosts,
-        model=model,
+        model=settings.model,
         model_info=info,
         options=request_options(settings, num_ctx),
+        concurrency=settings.concurrency or max(1, workers),
+        judge=judge,
         notes=notes,
         **common,
     )
-    return PlannedRun(plan, ds, server)
-
-
-def _cache_dir(settings: Settings, cache_root: Path | None) -> str | None:
-    """The response cache's folder: the option, else under ``cache_root`` (None: decided later)."""
-    if settings.response_cache_dir is not None:
-        return str(settings.response_cache_dir)
-    return str(cache_root / "responses") if cache_root is not None else None
+    return PlannedRun(plan, rows)
 
 
 def _choose_backend(settings: Settings, host: str, explicit: bool) -> BackendName:
@@ -280,13 +284,18 @@ def _choose_backend(settings: Settings, host: str, explicit: bool) -> BackendNam
     return "ollama" if server_answers(host) else "embedded"
 
 
-def _start_embedded(settings: Settings, host: str, workers: int, longest: int) -> Any:
-    from mimicry.embedded.launcher import (
-        EmbeddedServer,
-        EmbeddedServerError,
-        EmbeddedSpec,
-        embedded_available,
-    )
+def _plan_embedded(
+    settings: Settings,
+    common: dict[str, Any],
+    notes: list[str],
+    rows: Any,
+    workers: int,
+    longest: int,
+    host: str,
+) -> PlannedRun:
+    """The plan of a run on the embedded model. Its server is started by the run, and only
+    when a reply has to be asked (:meth:`mimicry.run.session.EvalRun.ensure_server`)."""
+    from mimicry.embedded import embedded_available, embedded_model_info
     from mimicry.embedded.model import BUNDLED_MODEL_NAME
 
     why_not = embedded_available() if settings.embedded_gguf is None else None
@@ -313,14 +322,64 @@ def _start_embedded(settings: Settings, host: str, workers: int, longest: int) -
             f"{BUNDLED_MODEL_NAME!r}. Start Ollama (or pass --ollama-host), drop --model to "
             "measure the bundled model, or pass --embedded-gguf PATH for your own GGUF file"
         )
-    ctx_size = settings.num_ctx or size_num_ctx(longest, settings.num_predict, None)
-    spec = EmbeddedSpec(
-        gguf=settings.embedded_gguf,
-        model_name=model_name,
-        parallel=max(1, workers),
-        ctx_size=ctx_size,
+    concurrency = settings.concurrency or max(1, workers)
+    num_ctx = settings.num_ctx or size_num_ctx(longest, settings.num_predict, None)
+    embedded = {
+        "gguf": None if settings.embedded_gguf is None else str(settings.embedded_gguf),
+        "model_name": model_name,
+        "parallel": concurrency,
+        "ctx_size": num_ctx,
+    }
+    try:
+        info = embedded_model_info(_embedded_spec(embedded))
+    except (OSError, ValueError) as exc:
+        raise server_error(f"the embedded model cannot be read: {exc}") from None
+    model = str(info.get("name") or model_name or BUNDLED_MODEL_NAME)
+    judge = None
+    if settings.judge_model is not None:
+        if settings.judge_model != model:
+            raise server_error(
+                f"--judge-model {settings.judge_model!r}: the embedded server serves only "
+                f"{model!r}; name it as the judge, or point the run at Ollama (--ollama-host)"
+            )
+        judge = {"model": model, "model_info": info}
+    notes.append(
+        f"embedded backend: {model} served by llama.cpp (GGUF sha256 {info.get('digest')}); "
+        f"these are that model's numbers, not {settings.model}'s"
     )
-    server = EmbeddedServer(spec)
+    plan = RunPlan(
+        backend="embedded",
+        host="",
+        hosts=[],
+        model=model,
+        model_info=info,
+        options=request_options(settings, num_ctx),
+        concurrency=concurrency,
+        judge=judge,
+        embedded=embedded,
+        notes=notes,
+        **common,
+    )
+    return PlannedRun(plan, rows)
+
+
+def _embedded_spec(embedded: Mapping[str, Any]) -> Any:
+    from mimicry.embedded import EmbeddedSpec
+
+    gguf = embedded.get("gguf")
+    return EmbeddedSpec(
+        gguf=None if gguf is None else Path(gguf),
+        model_name=embedded.get("model_name"),
+        parallel=int(embedded.get("parallel") or 1),
+        ctx_size=int(embedded.get("ctx_size") or 8192),
+    )
+
+
+def start_embedded(embedded: Mapping[str, Any]) -> Any:
+    """Start the embedded server the plan describes; raises :class:`PlanError` when it fails."""
+    from mimicry.embedded import EmbeddedServer, EmbeddedServerError
+
+    server = EmbeddedServer(_embedded_spec(embedded))
     try:
         server.start()
     except EmbeddedServerError as exc:
