@@ -24,7 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: num_ctx left out of the key and kept beside the reply
 _LOCK_BUCKETS_HEX = 3  # 4096 lock files at most: per-key locking without a file per key
 
 

@@ -1,14 +1,19 @@
-"""``python -m mimicry``: reports and comparisons of stored runs, without rerunning a model.
+"""``python -m mimicry``: reports and comparisons of stored runs, and the detectors' calibration,
+without rerunning a model.
 
 - ``python -m mimicry compare BASELINE.json CURRENT.json [--gate G]... [--max-regression R]...
   [--alpha A] [--md PATH] [--html PATH]``
 - ``python -m mimicry report CURRENT.json [--gate G]... [--md PATH] [--html PATH]``
+- ``python -m mimicry calibrate LABELS.jsonl... [--dataset ID_OR_PATH] [--min-agreement A]
+  [--json PATH]``
 
-Both print the same terminal section as the pytest plugin and share its exit status: 0 when
-every gate passes (samples that did not mimic are measurements, not failures), 1 when a gate
-fails, 3 when an output file cannot be written, 4 for a usage error (a bad gate string, an
-unreadable or invalid report), always as one line on stderr, never a traceback. ``--md`` also
-appends the summary to ``$GITHUB_STEP_SUMMARY`` when that variable is set.
+``compare`` and ``report`` print the same terminal section as the pytest plugin and share its exit
+statuses (:mod:`mimicry.exitcodes`): 0 when every gate passes (samples that did not show a
+behavior are measurements, not failures), 1 when a gate fails, 73 when an output file cannot be
+written, 4 for a usage error (a bad gate string, an unreadable or invalid report), always as one
+line on stderr, never a traceback. ``--md`` also appends the summary to ``$GITHUB_STEP_SUMMARY``
+when that variable is set. ``calibrate`` prints the detectors' agreement with hand labels and
+exits 1 when a behavior's agreement is below ``--min-agreement``.
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ from mimicry.core.gates import (
     parse_regression,
     render_gate_outcomes,
 )
+from mimicry.exitcodes import ExitStatus
 
-EXIT_OK = 0
-EXIT_GATE_FAILED = 1
-EXIT_WRITE_FAILED = 3  # as the plugin when --report-json cannot be written
-EXIT_USAGE = 4  # pytest's ExitCode.USAGE_ERROR
+EXIT_OK = int(ExitStatus.OK)
+EXIT_GATE_FAILED = int(ExitStatus.GATE_FAILED)
+EXIT_WRITE_FAILED = int(ExitStatus.REPORT_NOT_WRITTEN)
+EXIT_USAGE = int(ExitStatus.USAGE_ERROR)
 
 
 class UsageError(Exception):
@@ -88,6 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("current", help="the report (JSON)")
     _add_gate_options(report)
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="check the detectors against hand-labeled replies",
+        description=(
+            "Judge hand-labeled replies with the built-in detectors and print, per behavior, "
+            "the agreement with the labels, Cohen's kappa, the confusion counts and every "
+            "disagreement (see README, 'Calibrating the detectors', for the label format)."
+        ),
+    )
+    calibrate.add_argument("labels", nargs="+", help="label files (JSON Lines)")
+    calibrate.add_argument(
+        "--dataset",
+        default="sample",
+        metavar="ID_OR_PATH",
+        help="the dataset whose rows the labels' sample_id name (default: the bundled sample)",
+    )
+    calibrate.add_argument("--dataset-split", default="train", metavar="SPLIT")
+    calibrate.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="exit 1 when a behavior agrees with the labels less often than this (e.g. 0.98)",
+    )
+    calibrate.add_argument("--json", metavar="PATH", help="write the figures as JSON here")
     return parser
 
 
@@ -119,6 +150,12 @@ def main(
     err = stderr if stderr is not None else sys.stderr
     try:
         args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        err.write(f"mimicry: error: {exc}\n")
+        return EXIT_USAGE
+    if args.command == "calibrate":
+        return _calibrate(args, out, err)
+    try:
         gates = _parse_gates(args)
         current = load_report(args.current)
         baseline = load_report(args.baseline) if args.command == "compare" else None
@@ -139,6 +176,49 @@ def main(
         err.write(f"mimicry: error: could not write a report: {exc}\n")
         return EXIT_WRITE_FAILED
     return EXIT_GATE_FAILED if any(not o.passed for o in outcomes) else EXIT_OK
+
+
+def _calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mimicry.calibrate import CalibrationError, calibrate_files, render_calibration
+
+    if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
+        err.write(
+            f"mimicry: error: --min-agreement {args.min_agreement!r}: must be between 0 and 1\n"
+        )
+        return EXIT_USAGE
+    try:
+        results = calibrate_files(args.labels, dataset=args.dataset, split=args.dataset_split)
+    except CalibrationError as exc:
+        err.write(f"mimicry: error: {exc}\n")
+        return EXIT_USAGE
+    for line in render_calibration(results):
+        out.write(printable_line(line) + "\n")
+    if args.json:
+        import json
+        from pathlib import Path
+
+        try:
+            Path(args.json).write_text(
+                json.dumps({name: a.to_dict() for name, a in results.items()}, indent=1) + "\n"
+            )
+        except OSError as exc:
+            err.write(f"mimicry: error: could not write --json {args.json!r}: {exc}\n")
+            return EXIT_WRITE_FAILED
+    if args.min_agreement is not None:
+        low = [
+            name
+            for name, result in results.items()
+            if result.rate is not None and result.rate < args.min_agreement
+        ]
+        if low:
+            out.write(f"agreement below {args.min_agreement:.1%} for: {', '.join(low)}\n")
+            return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def printable_line(text: str) -> str:
+    """A line with control characters escaped (newlines and tabs inside it included)."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def render_summary(
