@@ -382,8 +382,8 @@ def pytest_report_teststatus(
     return CATEGORIES[payload["outcome"]]
 
 
-def _payload(report: pytest.TestReport) -> dict[str, Any] | None:
-    for name, value in report.user_properties:
+def _payload(report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any] | None:
+    for name, value in getattr(report, "user_properties", ()):
         if name == PROPERTY_NAME and isinstance(value, dict):
             return value
     return None

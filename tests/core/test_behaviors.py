@@ -1,44 +1,43 @@
-"""The four behaviors, the judgement of a reply, and its metrics and explanations."""
+"""The built-in behaviors: each definition's examples, the headline case, nulls, explanations,
+measures, and properties over synthetic records."""
 
 from __future__ import annotations
 
 import difflib
 import json
-import time
 from pathlib import Path
-from typing import get_args
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mimicry.core.behaviors import (
-    BEHAVIORS,
-    REWRITE_SIMILARITY_THRESHOLD,
-    BehaviorName,
-    Judgement,
-    compare_prompt,
+    BUILTIN_BEHAVIORS,
+    BUILTIN_DETECTORS,
+    RAW_MEASURES,
+    changes_id,
     copies_braces,
-    imitates_record,
+    definition,
+    imitation_evidence,
     judge,
-    longest_common_substring,
-    normalized_turns,
+    measure,
     preserves_keys,
     rewrites_prompt,
     truncates,
-    verbatim_share,
 )
-from mimicry.core.parsing import parse_reply
+from mimicry.core.reply import Reply
+from mimicry.core.rewrites import compare_prompt, prompt_turns
+from mimicry.core.verbatim import longest_common_substring, verbatim_share
 from tests.core.strategies import COLUMNS, any_text, records
 
 ROW_ID = 30192
 
-#: What qwen2:0.5b did to row 30192 (hand-written in its manner): braces and keys copied, the
-#: prompt rewritten into a more direct question, the id changed, and a stop part way through
-#: response_a.
+#: What qwen2:0.5b was seen doing to row 30192 (hand-written in its manner): braces and keys
+#: copied, the prompt rewritten into a more direct question, the id changed, and a stop part
+#: way through response_a.
 QWEN2_LIKE_REPLY = (
     "{'id': 30193, 'model_a': 'gpt-4-1106-preview', 'model_b': 'gpt-4-0613', "
-    "'prompt': 'What percentage of managerial positions should be held by females?', "
+    "'prompt': '[\"Should a company aim for a percentage of women in management?\"]', "
     "'response_a': '[\"The question of whether it is morally right to aim for a certain "
     "percentage of females in managerial positions is a complex ethical issue that involves "
     "considerations of fairness, equality,"
@@ -64,358 +63,288 @@ def row(real_rows: dict[int, dict[str, object]]) -> dict[str, object]:
     return real_rows[ROW_ID]
 
 
-# -- the list of behaviors ------------------------------------------------------------------------
+def verdicts(row: dict[str, object], reply: Reply | str) -> dict[str, bool | None]:
+    return {name: verdict.shown for name, verdict in judge(row, reply).items()}
 
 
-def test_behaviors_are_listed_once_in_report_order() -> None:
-    assert BEHAVIORS == ("copies_braces", "preserves_keys", "rewrites_prompt", "truncates")
-    assert BEHAVIORS == get_args(BehaviorName)
+# -- the list and the definitions -----------------------------------------------------------------
 
 
-def test_the_judgement_has_one_verdict_per_behavior_in_order() -> None:
-    assert tuple(judge({"id": 1, "prompt": '["x"]'}, "hi").verdicts) == BEHAVIORS
+def test_the_built_in_behaviors_are_listed_once_in_report_order() -> None:
+    assert BUILTIN_BEHAVIORS == (
+        "copies_braces",
+        "preserves_keys",
+        "rewrites_prompt",
+        "truncates",
+        "changes_id",
+    )
+    assert tuple(BUILTIN_DETECTORS) == BUILTIN_BEHAVIORS
 
 
-# -- the definitions, one by one -------------------------------------------------------------------
+@pytest.mark.parametrize("name", BUILTIN_BEHAVIORS)
+def test_each_definition_is_one_paragraph_with_examples_after_it(name: str) -> None:
+    text = definition(name)
+    doc = BUILTIN_DETECTORS[name].__doc__ or ""
+
+    assert text
+    assert "\n" not in text
+    assert "Shows it:" in doc
+    assert "Does not:" in doc
+    assert "Shows it:" not in text
 
 
-@pytest.mark.parametrize(
-    ("reply", "expected"),
-    [
-        ("{'id': 1}", True),
-        ("  {'id': 1}\n", True),
-        ('```json\n{"id": 1}\n```', True),
-        ("{}", True),
-        ("{'id': 1", False),
-        ("Sure: {'id': 1}", False),
-        ("{'id': 1} Done.", False),
-        ("[{'id': 1}]", False),
-        ("", False),
-        ("{", False),
-    ],
-)
-def test_copies_braces(reply: str, expected: bool) -> None:
-    assert copies_braces(parse_reply(reply)) is expected
+# -- the headline case ----------------------------------------------------------------------------
 
 
-def test_preserves_keys_needs_every_record_key() -> None:
-    keys = ("id", "prompt")
-
-    assert preserves_keys(parse_reply("{'prompt': 'x', 'id': 1, 'extra': 2}"), keys)
-    assert preserves_keys(parse_reply("{'id': 1, 'prompt': 'cut off"), keys)
-    assert not preserves_keys(parse_reply("{'id': 1}"), keys)
-    assert not preserves_keys(parse_reply("The id is 1 and the prompt is x."), keys)
-    assert preserves_keys(parse_reply("whatever"), ())
-
-
-@pytest.mark.parametrize(
-    ("reply", "imitates", "truncated"),
-    [
-        ("{'id': 1, 'prompt': 'x'}", True, False),
-        ("Here: {'id': 1, 'prompt': 'x'} done", True, False),
-        ("{'id': 1, 'prompt': 'x", True, True),
-        ("{'id': 1}", True, True),
-        ("{'other': 1}", True, True),
-        ("{'id': 1, 'prompt': 'x', ", True, True),
-        ("'id': 1, 'prompt': 'x'", True, False),
-        ("'id': 1, 'prompt': 'x", True, True),
-        ("The answer is 42.", False, False),
-        ("{'a}", True, True),
-    ],
-)
-def test_truncates_is_a_partial_copy(reply: str, imitates: bool, truncated: bool) -> None:
-    parsed = parse_reply(reply)
-    keys = ("id", "prompt")
-
-    assert imitates_record(parsed, keys) is imitates
-    assert truncates(parsed, keys) is truncated
-
-
-def test_rewrites_prompt_needs_a_changed_but_similar_prompt() -> None:
-    assert rewrites_prompt(compare_prompt("Does pineapple belong on pizza?", RECORD_PROMPT))
-    assert not rewrites_prompt(compare_prompt(RECORD_PROMPT, RECORD_PROMPT))
-    assert not rewrites_prompt(compare_prompt("What is the capital of France?", RECORD_PROMPT))
-    assert not rewrites_prompt(compare_prompt("", RECORD_PROMPT))
-    assert not rewrites_prompt(None)
-
-
-# -- prompt comparison ----------------------------------------------------------------------------
-
-RECORD_PROMPT = json.dumps(
-    [
-        "Is it morally right to try to have a certain percentage of females on managerial "
-        "positions?",
-        "OK, does pineapple belong on a pizza? Relax and give me fun answer.",
-    ]
-)
-TURN_1, TURN_2 = json.loads(RECORD_PROMPT)
-
-
-@pytest.mark.parametrize(
-    "copy",
-    [
-        RECORD_PROMPT,
-        json.dumps([TURN_1, TURN_2], indent=2),
-        repr([TURN_1, TURN_2]),
-        str([TURN_1, TURN_2]).replace("'", '"'),
-        f"{TURN_1} {TURN_2}",
-        f"  {TURN_1}\n\n{TURN_2}  ",
-        f'"{TURN_1} {TURN_2}"',
-        TURN_2,
-        TURN_1.replace("?", "").replace("positions", "positions?"),
-        RECORD_PROMPT[:40],
-        f'["{TURN_1}", "OK, does pinea',
-    ],
-)
-def test_copies_of_the_prompt_are_verbatim_and_not_rewrites(copy: str) -> None:
-    comparison = compare_prompt(copy, RECORD_PROMPT)
-
-    assert comparison.verbatim
-    assert not rewrites_prompt(comparison)
-
-
-@pytest.mark.parametrize(
-    ("original", "rewrite"),
-    [
-        # more direct questions, as small models write them
-        (TURN_1, "What percentage of managerial positions should be held by females?"),
-        (TURN_1, "Is it morally right to have a certain percentage of women in managerial roles?"),
-        (TURN_1, "Is it right to have a percentage of females in management?"),
-        (TURN_2, "Does pineapple belong on pizza?"),
-        (
-            "What is the best way to travel from Tel-Aviv to Jerusalem? Car? Bus? Plane?",
-            "What is the best way to get from Tel Aviv to Jerusalem?",
-        ),
-        (
-            "How can I create a test set for a very rare category? I want to build a classifier.",
-            "How do I build a test set for a rare category classifier?",
-        ),
-        ("explain function calling. how would you call a function?", "How do you call a function?"),
-        (
-            "Write me a poem in urdu in the style of Iqbal on selflessness",
-            "Write a poem about selflessness in the style of Iqbal",
-        ),
-        (
-            "Construct a rap battle, in the style of Epic Rap Battles of History, with rhyme and "
-            "meter and personal attacks relevant to each character, between Pikachu and Zeus. "
-            "Each participant gets 2 verses. There is no announcer and Zeus goes first.",
-            "Write a rap battle between Pikachu and Zeus.",
-        ),
-    ],
-)
-def test_rewritten_questions_are_about_the_original(original: str, rewrite: str) -> None:
-    comparison = compare_prompt(rewrite, json.dumps([original]))
-
-    assert not comparison.verbatim
-    assert comparison.similarity >= REWRITE_SIMILARITY_THRESHOLD
-    assert rewrites_prompt(comparison)
-
-
-@pytest.mark.parametrize(
-    ("original", "other"),
-    [
-        (TURN_1, "What is the capital of France?"),
-        (TURN_1, "What is the best way to learn Python programming?"),
-        (TURN_2, "Can you recommend a good book about the Roman Empire?"),
-        ("Who made you?", "What is this?"),
-        ("Why water is not used in bath tub?", "Tell me a joke."),
-    ],
-)
-def test_unrelated_questions_are_not_rewrites(original: str, other: str) -> None:
-    comparison = compare_prompt(other, json.dumps([original]))
-
-    assert comparison.similarity < REWRITE_SIMILARITY_THRESHOLD
-    assert not rewrites_prompt(comparison)
-
-
-def test_the_prompt_is_compared_to_its_best_turn() -> None:
-    whole = compare_prompt("Does pineapple belong on pizza?", RECORD_PROMPT)
-    single = compare_prompt("Does pineapple belong on pizza?", json.dumps([TURN_2]))
-
-    assert whole.similarity == single.similarity
-
-
-@pytest.mark.parametrize(
-    ("prompt", "turns"),
-    [
-        ('["a  b", "c\\nd"]', ["a b", "c d"]),
-        ("['a', 'b']", ["a", "b"]),
-        ('["What\\u2019s \\"this\\"?"]', ["Whats this?"]),
-        ("'quoted'", ["quoted"]),
-        ('["", "x"]', ["x"]),
-        ('["cut off', ["cut off"]),
-        ("plain text", ["plain text"]),
-        ("[1, 2]", ["1", "2"]),
-        ("", []),
-    ],
-)
-def test_normalized_turns(prompt: str, turns: list[str]) -> None:
-    assert normalized_turns(prompt) == turns
-
-
-# -- judge ----------------------------------------------------------------------------------------
-
-
-def test_the_repr_of_the_real_row_is_a_complete_copy(row: dict[str, object]) -> None:
-    judgement = judge(row, str(row))
-
-    assert judgement.verdicts == {
+def test_the_qwen2_like_cut_copy_shows_the_headline_behaviors_together(
+    row: dict[str, object],
+) -> None:
+    assert verdicts(row, QWEN2_LIKE_REPLY) == {
         "copies_braces": True,
-        "preserves_keys": True,
-        "rewrites_prompt": False,
-        "truncates": False,
-    }
-    assert judgement.metrics["kept_keys"] == list(COLUMNS)
-    assert judgement.metrics["missing_keys"] == []
-    assert judgement.metrics["id_changed"] is False
-    assert judgement.metrics["prompt_similarity"] == 1.0
-    assert judgement.metrics["prompt_verbatim"] is True
-    assert judgement.metrics["verbatim_share"] == 1.0
-    assert judgement.metrics["shorter_than_input"] is False
-    assert judgement.metrics["parse_method"] == "literal"
-    assert judgement.flags == ()
-
-
-def test_the_json_of_the_real_row_is_a_complete_copy(row: dict[str, object]) -> None:
-    judgement = judge(row, "```json\n" + json.dumps(row, indent=2) + "\n```")
-
-    assert judgement.verdicts == {
-        "copies_braces": True,
-        "preserves_keys": True,
-        "rewrites_prompt": False,
-        "truncates": False,
-    }
-    assert judgement.metrics["parse_method"] == "json"
-    share = judgement.metrics["verbatim_share"]
-    assert isinstance(share, float)
-    assert 0 < share < 1  # JSON quotes differ from the repr's
-
-
-def test_the_qwen2_like_reply_to_the_real_row(row: dict[str, object]) -> None:
-    judgement = judge(row, QWEN2_LIKE_REPLY)
-
-    assert judgement.verdicts == {
-        "copies_braces": False,
         "preserves_keys": False,
         "rewrites_prompt": True,
         "truncates": True,
+        "changes_id": True,
     }
-    metrics = judgement.metrics
-    assert metrics["id_changed"] is True
-    assert metrics["kept_keys"] == ["id", "model_a", "model_b", "prompt", "response_a"]
-    assert metrics["missing_keys"] == [
-        "response_b",
-        "winner_model_a",
-        "winner_model_b",
-        "winner_tie",
+
+
+def test_a_complete_copy_shows_form_and_keys_only(row: dict[str, object]) -> None:
+    for reply in (repr(row), json.dumps(row), json.dumps(row, indent=2), f"```\n{row!r}\n```"):
+        assert verdicts(row, reply) == {
+            "copies_braces": True,
+            "preserves_keys": True,
+            "rewrites_prompt": False,
+            "truncates": False,
+            "changes_id": False,
+        }
+
+
+def test_a_plain_answer_shows_no_behavior(row: dict[str, object]) -> None:
+    assert set(verdicts(row, ANSWER).values()) == {False}
+
+
+# -- each definition's examples -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "shown"),
+    [
+        ("{'id': 30192, 'model_a': 'gpt-4-1106-pre", True),
+        ('Here is the record:\n{"id": 30192}', True),
+        ('{"answer": "The center square."}', True),
+        ("[{'id': 30192}, {'id': 30193}]", True),
+        ("Pineapple on pizza is a matter of taste!", False),
+        ("id: 30192\nmodel_a: gpt-4-1106-preview", False),
+        ("", False),
+    ],
+)
+def test_copies_braces_is_about_form(row: dict[str, object], reply: str, shown: bool) -> None:
+    assert copies_braces(row, reply).shown is shown
+
+
+def test_preserves_keys_in_any_notation(row: dict[str, object]) -> None:
+    notations = [
+        json.dumps({"record": row}),
+        "\n".join(f"{key}: {value}" for key, value in row.items()),
+        "\n".join(f"- **{key}**: {value}" for key, value in row.items()),
+        "| key | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in row.items()),
+        ",".join(row) + "\n" + ",".join(json.dumps(str(v)) for v in row.values()),
+        "dict(" + ", ".join(f"{k}={v!r}" for k, v in row.items()) + ")",
+        "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in row.items()) + "}",
     ]
-    similarity = metrics["prompt_similarity"]
-    assert isinstance(similarity, float)
-    assert REWRITE_SIMILARITY_THRESHOLD <= similarity < 1
-    assert metrics["prompt_verbatim"] is False
-    assert metrics["cut_off"] is True
-    assert metrics["shorter_than_input"] is True
-    assert metrics["parse_method"] == "repaired"
-    assert judgement.explain("copies_braces") == (
-        "reply ends with '…s of fairness, equality,' (not '}')"
-    )
-    assert "similarity" in judgement.explain("rewrites_prompt")
-    assert "stops inside a value" in judgement.explain("truncates")
+    for reply in notations:
+        assert preserves_keys(row, reply).shown is True, reply[:60]
 
 
-def test_a_plain_answer_to_the_real_row_shows_no_behavior(row: dict[str, object]) -> None:
-    judgement = judge(row, ANSWER)
-
-    assert judgement.verdicts == dict.fromkeys(BEHAVIORS, False)
-    assert judgement.metrics["prompt_similarity"] is None
-    assert judgement.metrics["id_changed"] is None
-    assert judgement.metrics["parse_method"] == "none"
-    assert judgement.explain("copies_braces") == (
-        "reply starts with 'The question of gender q…' (not '{')"
-    )
-    assert judgement.explain("truncates").startswith("plain answer")
-
-
-def test_every_real_rows_repr_and_json_are_complete_copies(
-    real_rows: dict[int, dict[str, object]],
+def test_preserves_keys_misses_a_dropped_key_and_nulls_a_capped_reply(
+    row: dict[str, object],
 ) -> None:
-    for record in real_rows.values():
-        for reply in (str(record), json.dumps(record)):
-            verdicts = judge(record, reply).verdicts
+    dropped = repr({k: v for k, v in row.items() if k != "winner_tie"})
+    cut = repr(row)[:200]
 
-            assert verdicts == {
-                "copies_braces": True,
-                "preserves_keys": True,
-                "rewrites_prompt": False,
-                "truncates": False,
-            }, (record["id"], reply[:40])
-
-
-def test_an_input_cut_by_the_server_gets_no_verdicts(row: dict[str, object]) -> None:
-    judgement = judge(row, QWEN2_LIKE_REPLY, input_truncated=True)
-
-    assert judgement.verdicts == dict.fromkeys(BEHAVIORS)
-    assert judgement.flags == ("input_truncated",)
-    assert judgement.metrics["id_changed"] is True  # metrics are still recorded
-    assert "input" in judgement.explain("truncates")
+    assert preserves_keys(row, dropped).shown is False
+    assert "winner_tie" in preserves_keys(row, dropped).explanation
+    assert preserves_keys(row, cut).shown is False
+    assert preserves_keys(row, Reply(cut, done_reason="length")).shown is None
+    assert preserves_keys(row, Reply(repr(row) + " more", done_reason="length")).shown is True
+    assert preserves_keys(row, "The record has an id, a prompt and two responses.").shown is False
 
 
-def test_a_capped_output_gets_no_truncation_verdict(row: dict[str, object]) -> None:
-    judgement = judge(row, QWEN2_LIKE_REPLY, output_capped=True)
-
-    assert judgement.verdicts == {
-        "copies_braces": False,
-        "preserves_keys": False,
-        "rewrites_prompt": True,
-        "truncates": None,
-    }
-    assert judgement.flags == ("output_capped",)
-    assert "num_predict" in judgement.explain("truncates")
-
-
-def test_a_record_without_a_prompt_gets_no_rewrite_verdict() -> None:
-    judgement = judge({"id": 1, "other": "x"}, "{'id': 2, 'prompt': 'y'}")
-
-    assert judgement.verdicts["rewrites_prompt"] is None
-    assert judgement.verdicts["copies_braces"] is True
-    assert judgement.flags == ("record_without_prompt",)
+def test_truncates_needs_this_record_and_a_missing_key_or_a_cut(row: dict[str, object]) -> None:
+    assert truncates(row, repr(row)[:300]).shown is True
+    assert truncates(row, "{'id': 30192, 'mo").shown is True
+    assert truncates(row, repr({k: v for k, v in row.items() if k != "winner_tie"})).shown is True
+    assert truncates(row, repr(row)).shown is False
+    assert truncates(row, repr(row)[:-1]).shown is False  # every value whole, only "}" missing
+    assert truncates(row, '{"answer": "4"}').shown is False
+    assert truncates(row, "{'sum': 15}").shown is False
+    assert (
+        truncates(row, 'In Python:\n```python\nd = {"id": 1}\n```\nthen read d["id"].').shown
+        is False
+    )
+    assert truncates(row, "").shown is False
+    assert truncates(row, Reply(repr(row)[:300], done_reason="length")).shown is None
 
 
-def test_id_changed_compares_the_id_as_text() -> None:
-    record = {"id": 30192, "prompt": '["x"]'}
-
-    assert judge(record, "{'id': 30192}").metrics["id_changed"] is False
-    assert judge(record, '{"id": "30192"}').metrics["id_changed"] is False
-    assert judge(record, "{'id': 30193}").metrics["id_changed"] is True
-    assert judge(record, "{'prompt': 'x'}").metrics["id_changed"] is None
-
-
-def test_to_dict_is_plain_json(row: dict[str, object]) -> None:
-    judgement = judge(row, QWEN2_LIKE_REPLY, output_capped=True)
-    as_dict = judgement.to_dict()
-
-    assert set(as_dict) == {"behaviors", "metrics", "flags"}
-    assert json.loads(json.dumps(as_dict, allow_nan=False)) == as_dict
-    assert as_dict["flags"] == ["output_capped"]
+def test_a_reply_echoing_the_prompt_list_imitates_the_record(row: dict[str, object]) -> None:
+    prompt = str(row["prompt"])
+    assert imitation_evidence(row, prompt) is not None
+    assert truncates(row, prompt).shown is True
+    # an answer that shares the record's words is not a copy of it
+    assert imitation_evidence(row, ANSWER) is None
 
 
-def test_explain_rejects_an_unknown_behavior() -> None:
-    judgement = judge({"id": 1, "prompt": '["x"]'}, "hi")
+def test_changes_id(row: dict[str, object]) -> None:
+    assert changes_id(row, QWEN2_LIKE_REPLY).shown is True
+    assert changes_id(row, repr(row)).shown is False
+    assert changes_id(row, json.dumps({**row, "id": str(row["id"])})).shown is False
+    assert changes_id(row, repr({k: v for k, v in row.items() if k != "id"})).shown is False
+    assert changes_id(row, "{'id': 3019").shown is False  # cut inside the id: not another id
+    assert changes_id(row, "The answer is id 12.").shown is False
+    assert changes_id({"prompt": "x", "model_a": "y"}, "{'prompt': 'x'}").shown is None
 
-    with pytest.raises(ValueError, match=r"unknown behavior 'copies_brace': expected one of"):
-        judgement.explain("copies_brace")
+
+@pytest.mark.parametrize(
+    ("reply_prompt", "kind"),
+    [
+        ('["Does pineapple belong on pizza?"]', "rewrite"),
+        ("Should firms set quotas for women in management?", "rewrite"),
+        ("Wer hat dich gemacht?", "translation"),
+        ("¿Está bien tener cuotas de mujeres en puestos directivos?", "translation"),
+        ("Это нормально — квоты для женщин-руководителей?", "translation"),
+        (
+            "is it morally right to try to have a certain percentage of females on managerial "
+            "positions",
+            "copy",
+        ),
+        ('["Is it morally right to try to have a certain percentage of fem', "copy"),
+        ("The best answer is that quotas are fair when they correct past bias.", "answer"),
+        ("Yes, pineapple belongs on pizza.", "answer"),
+        ("What is the capital of France?", "unrelated"),
+        ("", "empty"),
+    ],
+)
+def test_rewrites_prompt_tells_a_rewording_from_a_copy_an_answer_or_another_question(
+    row: dict[str, object], reply_prompt: str, kind: str
+) -> None:
+    comparison = compare_prompt(reply_prompt, str(row["prompt"]))
+
+    assert comparison.kind == kind
+    reply = repr({**row, "prompt": reply_prompt})
+    assert rewrites_prompt(row, reply).shown is (kind in ("rewrite", "translation"))
 
 
-def test_explanations_are_one_short_line(row: dict[str, object]) -> None:
-    replies = [str(row), QWEN2_LIKE_REPLY, ANSWER, "", "\n" * 50 + "x" * 10_000, "\x00\ud800" * 99]
-    for reply in replies:
-        judgement = judge(row, reply)
-        for behavior in BEHAVIORS:
-            line = judgement.explain(behavior)
+def test_rewrites_prompt_case_punctuation_and_spelling_are_copies() -> None:
+    assert compare_prompt("who made you", '["Who made you?"]').kind == "copy"
+    assert compare_prompt("Tel Aviv to Jerusalem", '["Tel-Aviv to Jerusalem"]').kind == "copy"
+    record = '["translate to russian the followig sentence"]'
+    assert compare_prompt("translate to russian the following sentence", record).kind == "copy"
 
-            assert line
-            assert "\n" not in line
-            assert len(line) <= 200
+
+def test_rewrites_prompt_without_a_prompt(row: dict[str, object]) -> None:
+    assert rewrites_prompt(row, "{'id': 30192, 'model_a': 'x'}").shown is False
+    assert rewrites_prompt({"id": 1}, "{'id': 1}").shown is None
+
+
+def test_prompt_turns() -> None:
+    assert prompt_turns('["a", "b"]') == ["a", "b"]
+    assert prompt_turns("['a', 'b']") == ["a", "b"]
+    assert prompt_turns('["a", "b') == ["a", "b"]
+    assert prompt_turns("'just one'") == ["just one"]
+    assert prompt_turns("  ") == []
+
+
+def test_translation_answers_are_answers_when_the_record_asks_for_a_translation() -> None:
+    record = '["translate to russian the following sentence  Big landlords used software"]'
+
+    answer = "Крупные арендодатели использовали программное обеспечение"
+    request = "Переведите на русский: Big landlords used software"
+    assert compare_prompt(answer, record).kind == "answer"
+    assert compare_prompt(request, record).kind == "translation"
+
+
+# -- nulls and the reply's flags ------------------------------------------------------------------
+
+
+def test_a_capped_reply_is_not_judged_for_truncation(row: dict[str, object]) -> None:
+    capped = Reply(QWEN2_LIKE_REPLY, done_reason="length")
+
+    assert truncates(row, capped).shown is None
+    assert copies_braces(row, capped).shown is True
+    assert rewrites_prompt(row, capped).shown is True
+
+
+# -- explanations and measures --------------------------------------------------------------------
+
+
+@given(records(), any_text(max_size=400), st.sampled_from(["stop", "length", None]))
+def test_detectors_never_raise_and_explain_in_one_short_line(
+    record: dict[str, object], text: str, done_reason: str | None
+) -> None:
+    reply = Reply(text, done_reason=done_reason, record_keys=tuple(record))
+    for name, verdict in judge(record, reply).items():
+        assert verdict.behavior == name
+        assert verdict.shown in (True, False, None)
+        assert verdict.explanation
+        assert "\n" not in verdict.explanation
+        assert len(verdict.explanation) <= 200
+        assert bool(verdict) is (verdict.shown is True)
+
+
+@given(records(), any_text(max_size=300))
+def test_measures_are_plain_json(record: dict[str, object], text: str) -> None:
+    measures = measure(record, text)
+
+    assert json.loads(json.dumps(measures, allow_nan=False)) == measures
+    for name in RAW_MEASURES:
+        assert isinstance(measures[name], bool)
+    assert measures["shorter_than_input"] == (len(text) < len(str(record)))
+    assert measures["braces_present"] == ("{" in text and "}" in text)
+
+
+def test_the_qwen2_like_reply_measures(row: dict[str, object]) -> None:
+    measures = measure(row, QWEN2_LIKE_REPLY)
+
+    assert measures["form"] == "braced"
+    assert measures["kept_keys"] == ["id", "model_a", "model_b", "prompt", "response_a"]
+    assert measures["cut_off"] is True
+    assert measures["id_changed"] is True
+    assert measures["prompt_kind"] == "rewrite"
+    assert measures["braces_present"] is False
+    assert measures["shorter_than_input"] is True
+
+
+# -- properties over synthetic records ------------------------------------------------------------
+
+
+@given(records())
+def test_a_records_repr_and_json_are_complete_copies(record: dict[str, object]) -> None:
+    for reply in (repr(record), json.dumps(record)):
+        assert verdicts(record, reply) == {
+            "copies_braces": True,
+            "preserves_keys": True,
+            "rewrites_prompt": False,
+            "truncates": False,
+            "changes_id": False,
+        }
+    assert measure(record, repr(record))["kept_keys"] == list(COLUMNS)
+
+
+@given(records(), st.data())
+def test_a_prefix_of_a_records_repr_ending_inside_a_value_is_a_truncation(
+    record: dict[str, object], data: st.DataObject
+) -> None:
+    text = repr(record)
+    value = repr(record["prompt"])
+    start = text.index(", 'prompt': ") + len(", 'prompt': ")
+    cut = data.draw(st.integers(min_value=start + 1, max_value=start + len(value) - 1))
+
+    found = verdicts(record, text[:cut])
+
+    assert found["truncates"] is True
+    assert found["copies_braces"] is True
+    assert found["rewrites_prompt"] is False
+    assert found["changes_id"] is False
 
 
 # -- verbatim share -------------------------------------------------------------------------------
@@ -427,8 +356,7 @@ def test_verbatim_share() -> None:
     assert verbatim_share(record, record) == 1.0
     assert verbatim_share("", record) is None
     assert verbatim_share("Completely different words here!", record) == 0.0
-    half = verbatim_share(record[:40] + "#" * 40, record)
-    assert half == 0.5
+    assert verbatim_share(record[:40] + "#" * 40, record) == 0.5
 
 
 @given(
@@ -456,105 +384,3 @@ def test_longest_common_substring_is_a_lower_bound(text: str, source: str) -> No
     assert found <= match.size
     if min(len(text), len(source)) < 16:
         assert found == match.size
-
-
-# -- properties -----------------------------------------------------------------------------------
-
-COMPLETE_COPY = {
-    "copies_braces": True,
-    "preserves_keys": True,
-    "rewrites_prompt": False,
-    "truncates": False,
-}
-
-
-@given(records())
-def test_a_records_repr_and_json_are_judged_complete_copies(record: dict[str, object]) -> None:
-    for reply in (repr(record), json.dumps(record)):
-        judgement = judge(record, reply)
-
-        assert judgement.verdicts == COMPLETE_COPY
-        assert judgement.metrics["id_changed"] is False
-        assert judgement.metrics["kept_keys"] == list(COLUMNS)
-    assert judge(record, repr(record)).metrics["verbatim_share"] == 1.0
-
-
-@given(records(), st.data())
-def test_a_strict_prefix_of_a_records_repr_is_a_truncation(
-    record: dict[str, object], data: st.DataObject
-) -> None:
-    text = repr(record)
-    cut = data.draw(st.integers(min_value=11, max_value=len(text) - 1), label="cut")
-
-    judgement = judge(record, text[:cut])
-
-    assert judgement.verdicts["truncates"] is True
-    assert judgement.verdicts["rewrites_prompt"] is False
-    assert judgement.verdicts["copies_braces"] is not True or text[cut - 1] == "}"
-
-
-@given(records(), st.data())
-def test_a_cut_inside_the_prompt_value_is_a_truncation_not_a_rewrite(
-    record: dict[str, object], data: st.DataObject
-) -> None:
-    text = repr(record)
-    value = repr(record["prompt"])
-    start = text.index(", 'prompt': ") + len(", 'prompt': ")
-    assert text[start : start + len(value)] == value
-    cut = data.draw(st.integers(min_value=start + 1, max_value=start + len(value) - 1))
-
-    judgement = judge(record, text[:cut])
-
-    assert judgement.verdicts["truncates"] is True
-    assert judgement.verdicts["rewrites_prompt"] is False
-    assert judgement.metrics["cut_off"] is True
-    assert judgement.metrics["missing_keys"] == list(COLUMNS[4:])
-
-
-@given(records(), any_text(), st.booleans(), st.booleans())
-def test_judge_never_raises_and_stays_plain(
-    record: dict[str, object], reply: str, capped: bool, cut: bool
-) -> None:
-    judgement = judge(record, reply, output_capped=capped, input_truncated=cut)
-
-    assert isinstance(judgement, Judgement)
-    assert tuple(judgement.verdicts) == BEHAVIORS
-    assert json.loads(json.dumps(judgement.to_dict(), allow_nan=False)) == judgement.to_dict()
-    if cut:
-        assert set(judgement.verdicts.values()) == {None}
-    if capped:
-        assert judgement.verdicts["truncates"] is None
-    for behavior in BEHAVIORS:
-        line = judgement.explain(behavior)
-        assert "\n" not in line
-        assert len(line) <= 200
-
-
-@settings(max_examples=20)
-@given(records(), st.sampled_from(["{", "[", "{'a': ", "'", "\\", "\x00", "\ud800", "x"]))
-def test_judge_copes_with_deep_and_repetitive_replies(record: dict[str, object], unit: str) -> None:
-    judgement = judge(record, unit * 20_000)
-
-    assert tuple(judgement.verdicts) == BEHAVIORS
-
-
-def test_hostile_megabyte_replies_are_judged_within_a_generous_bound(
-    row: dict[str, object],
-) -> None:
-    # The stated bound is 50 ms per 1 MB reply (module docstrings); 1 s keeps CI machines calm.
-    megabyte = 1_000_000
-    replies = [
-        "{" * megabyte,
-        "{'a': [" + "1," * (megabyte // 2),
-        "{'prompt': '" + "\\" * megabyte,
-        "'prompt': 'x" * (megabyte // 12),
-        "ab c'd: {e" * (megabyte // 10),
-        str(row) * (megabyte // len(str(row))),
-        "\x00\ud800" * (megabyte // 2),
-    ]
-    for reply in replies:
-        started = time.perf_counter()
-        judge(row, reply)
-        elapsed = time.perf_counter() - started
-
-        assert elapsed < 1.0, (reply[:20], elapsed)

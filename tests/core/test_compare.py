@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from mimicry.core.behaviors import BEHAVIORS
+from mimicry.core.behaviors import BUILTIN_BEHAVIORS as BEHAVIORS
 from mimicry.core.compare import (
     Comparison,
     ReportError,
@@ -71,7 +71,7 @@ def make_sample(
         "prompt_chars": prompt_chars,
         "cached": False,
         "behaviors": behaviors,
-        "metrics": {"kept_keys": ["id"], "shorter_than_input": True} if error is None else {},
+        "measures": {"kept_keys": ["id"], "shorter_than_input": True} if error is None else {},
         "flags": [],
         "explanations": {},
         "reply": None if error is not None else reply,
@@ -93,12 +93,18 @@ def make_report(
     complete: bool = True,
     behaviors: Sequence[str] = BEHAVIORS,
 ) -> dict[str, Any]:
-    """A schema-1 report built by ``build_report`` from sample dicts (repeats kept as given)."""
+    """A report built by ``build_report`` from sample dicts (repeats kept as given)."""
     samples = [dict(s) for s in samples]
     results = RunResults()
     for sample in samples:
+        results.add_sample(sample)
+        key = (str(sample["id"]), int(sample.get("repeat") or 0))
         for name in behaviors:
-            results.add({"behavior": name, "sample_id": sample["id"], "sample": sample})
+            verdict = (sample.get("behaviors") or {}).get(name)
+            outcome = {True: "shown", False: "not shown", None: "not judged"}[verdict]
+            if sample["status"] == "error":
+                outcome = "error"
+            results.add_outcome(key, name, outcome, "", name if name in BEHAVIORS else None)
     ids = list(dict.fromkeys(s["id"] for s in samples))
     run = {
         "run_id": "test",
@@ -122,7 +128,7 @@ def make_report(
         "exit_status": 0,
         "errors": sum(1 for s in samples if s["status"] == "error"),
     }
-    report = build_report(run, results, RECORD_KEYS)
+    report = build_report(run, results, {}, RECORD_KEYS)
     if has_repeats(samples):  # RunResults keeps one dict per id; a --repeat run lists them all
         report["samples"] = samples
     return report
@@ -570,7 +576,7 @@ def test_load_report_round_trips_a_written_report(tmp_path: Path) -> None:
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "the top level is list"),
         ('{"run": {}}', "no schema_version"),
-        ('{"schema_version": 2, "run": {}, "behaviors": {}, "samples": []}', "schema_version 2"),
+        ('{"schema_version": 3, "run": {}, "behaviors": {}, "samples": []}', "schema_version 3"),
         ('{"schema_version": 1, "run": {}, "behaviors": {}}', "'samples' is missing"),
         ('{"schema_version": 1, "run": {}, "behaviors": {}, "samples": [3]}', "samples[0]"),
         (

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimicry.core.behaviors import BEHAVIORS
+from mimicry.core.behaviors import BUILTIN_BEHAVIORS as BEHAVIORS
 from mimicry.core.compare import compare_reports
 from mimicry.core.gates import (
     GateError,
@@ -70,7 +70,10 @@ def test_percent_and_fraction_give_the_same_threshold() -> None:
             "--gate 'copies_braces>=1.5': the threshold must be between 0 and 1",
         ),
         ("copies_braces>=150%", "the threshold must be between 0 and 1"),
-        ("copy_braces>=0.3", "unknown behavior 'copy_braces'; known behaviors: copies_braces, "),
+        (
+            "copy-braces>=0.3",
+            "'copy-braces' is not a behavior name (letters, digits and underscores",
+        ),
         ("copies_braces=>0.3", "'=>' is not a comparison here; did you mean >="),
         ("copies_braces==0.3", "'==' is not a comparison here"),
         ("copies_braces.median>=0.3", "'median' is not a statistic; use rate, lower or upper"),
@@ -96,8 +99,8 @@ def test_bad_threshold_gates_say_what_is_wrong(text: str, problem: str) -> None:
 
 
 def test_the_option_name_in_errors_can_be_the_ini_key() -> None:
-    with pytest.raises(GateError, match=r"^mimicry_gate 'x>=1': unknown behavior"):
-        parse_gate("x>=1", source="mimicry_gate")
+    with pytest.raises(GateError, match=r"^mimicry_gate 'x-y>=1': 'x-y' is not a behavior name"):
+        parse_gate("x-y>=1", source="mimicry_gate")
 
 
 # -- parsing regression gates and alpha ----------------------------------------------------------
@@ -131,7 +134,7 @@ def test_regression_gate_takes_alpha() -> None:
         ("preserves_keys:1", "the tolerance must be below 1"),
         ("preserves_keys:5", "the tolerance must be between 0 and 1"),
         ("preserves_keys:0.05:sideways", "'sideways' is not a direction; use down, up or any"),
-        ("keys:0.05", "unknown behavior 'keys'"),
+        ("keys!:0.05", "'keys!' is not a behavior name"),
     ],
 )
 def test_bad_regression_gates_say_what_is_wrong(text: str, problem: str) -> None:
@@ -238,7 +241,10 @@ def test_a_gate_on_an_unmeasured_behavior_fails() -> None:
     message = parse_gate("truncates<=0.5").fails(report)
 
     assert message is not None
-    assert "truncates was not measured in this run" in message
+    assert "'truncates' was not measured in this run (measured: copies_braces)" in message
+    typo = parse_gate("copies_brace>=0.5").fails(report)
+    assert typo is not None
+    assert "did you mean 'copies_braces'?" in typo
 
 
 def test_a_gate_with_no_judged_sample_fails() -> None:

@@ -12,11 +12,12 @@ of records, or as ``key: value`` lines; followed by a trailer of prose (after a 
 than the imitation). Its keys are read in any common notation, through one wrapping object. See
 :mod:`mimicry.core.parsing`.
 
-*Imitates this record*: the imitation has at least two of the record's keys, or one of them and a
-clear share of the record's own text (:data:`VERBATIM_MIN_CHARS` characters copied verbatim, or
+*Imitates this record*: the imitation has at least two of the record's keys; or one of them and
+a clear share of the record's own text (:data:`VERBATIM_MIN_CHARS` characters copied verbatim, or
 :data:`VERBATIM_MIN_SHARE` of an imitation of at least :data:`VERBATIM_MIN_IMITATION_CHARS`, as in
-``{'id': 30192, 'mo``). A braced answer with none of the record's keys is not this record, even
-when it quotes the record's text.
+``{'id': 30192, 'mo``); or the reply is mostly a copy of one of the record's JSON-like values
+from its first character (at least :data:`VERBATIM_MOSTLY_SHARE` of it and
+:data:`VERBATIM_MIN_CHARS` characters: the prompt's ``'["..."]'``, echoed), whatever its form.
 
 Changing a definition changes :data:`DETECTORS_VERSION`: reports record it, and comparing runs
 judged by different versions re-judges the stored replies (:mod:`mimicry.core.compare`).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -43,6 +45,9 @@ VERBATIM_MIN_CHARS: Final = 40
 #: ...or at least this share of an imitation this long (``{'id': 30192, 'mo`` is one).
 VERBATIM_MIN_SHARE: Final = 0.6
 VERBATIM_MIN_IMITATION_CHARS: Final = 8
+#: A reply of which at least this share copies one of the record's JSON-like values from its
+#: first character imitates the record whatever its form.
+VERBATIM_MOSTLY_SHARE: Final = 0.5
 
 _EXPLAIN_MAX_CHARS = 200
 _EXCERPT_CHARS = 24
@@ -217,7 +222,7 @@ def changes_id(record: Record, reply: Reply | str) -> Verdict:
         return _verdict("changes_id", False, "the imitation has no id key")
     value = imitation.values["id"]
     span = imitation.spans.get("id", (0, 0))
-    if imitation.cut_off and span[1] >= imitation.end:
+    if not imitation.closed and imitation.form != "lines" and span[1] >= imitation.end:
         return _verdict("changes_id", False, f"the reply stops inside the id ({_excerpt(value)})")
     if same_id(value, record_id):
         return _verdict("changes_id", False, f"the imitation keeps the id {_excerpt(value)}")
@@ -259,20 +264,41 @@ def imitation_evidence(record: Record, reply: Reply | str) -> str | None:
     """Why the reply imitates *this* record (its keys, or its verbatim share), or None."""
     reply = as_reply(reply, record)
     imitation = reply.imitation
-    if not imitation.found:
-        return None
     kept, _ = _kept_and_missing(record, imitation)
-    if len(kept) >= 2:
+    if imitation.found and len(kept) >= 2:
         return f"{len(kept)} of its keys"
-    if not kept:
-        return None
-    text = reply.text[imitation.start : imitation.end].strip()
-    copied = max(longest_common_substring(text, source) for source in record_texts(record))
-    if copied >= VERBATIM_MIN_CHARS or (
-        len(text) >= VERBATIM_MIN_IMITATION_CHARS and copied >= VERBATIM_MIN_SHARE * len(text)
-    ):
-        return f"its key {kept[0]!r} and {copied} characters of its text copied verbatim"
+    if imitation.found and kept:
+        text = reply.text[imitation.start : imitation.end].strip()
+        copied = _copied(text, record)
+        if copied >= VERBATIM_MIN_CHARS or (
+            len(text) >= VERBATIM_MIN_IMITATION_CHARS and copied >= VERBATIM_MIN_SHARE * len(text)
+        ):
+            return f"its key {kept[0]!r} and {copied} characters of its text copied verbatim"
+    # a reply that opens with one of the record's structured values, copied (its prompt list)
+    echoed = _echoed_value(reply.text.strip(), record)
+    if echoed is not None:
+        return echoed
     return None
+
+
+def _echoed_value(text: str, record: Record) -> str | None:
+    """The reply is mostly a copy of one of the record's JSON-like string values (``'["..."]'``)
+    from its first character: a copy of the record's content, not an answer that happens to
+    share its words."""
+    for key, value in record.items():
+        if not isinstance(value, str) or not value.startswith(("[", "{")):
+            continue
+        common = len(os.path.commonprefix([text[: len(value)], value]))
+        if common >= VERBATIM_MIN_CHARS and common >= VERBATIM_MOSTLY_SHARE * len(text):
+            return f"{common} of its {len(text)} characters copy the record's {key} value"
+    return None
+
+
+def _copied(text: str, record: Record) -> int:
+    """The longest run of ``text`` copied verbatim from the record (as repr or JSON, or from
+    one of its string values as written)."""
+    sources = [*record_texts(record), *(v for v in record.values() if isinstance(v, str))]
+    return max(longest_common_substring(text, source) for source in sources)
 
 
 def record_texts(record: Record) -> tuple[str, ...]:

@@ -51,11 +51,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
-Form = Literal["braced", "list", "lines", "none"]
+Form = Literal["braced", "list", "call", "lines", "none"]
 ReadMethod = Literal["json", "literal", "scan", "lines", "none"]
 
-#: A lead-in of prose before the imitation: at most this many lines...
-LEAD_IN_MAX_LINES = 2
+#: A lead-in of prose before the imitation: at most this many lines (a short code block counts
+#: its lines)...
+LEAD_IN_MAX_LINES = 4
 #: ...and this many characters.
 LEAD_IN_MAX_CHARS = 240
 #: Deeper brackets make the scanner give up (a record copy is two or three levels deep).
@@ -188,7 +189,7 @@ class _Reader:
                         framed = self._framed(found, start, outer_end)
                         if self._acceptable(framed):
                             return framed
-                if line_start < window_end and _KEY_LINE.match(reply, line_start, line_end):
+                if line_start < window_end and _lines_start(reply, line_start, line_end):
                     tried += 1
                     found = self._lines_at(line_start, end)
                     if found is not None:
@@ -199,27 +200,43 @@ class _Reader:
         return None
 
     def _framed(self, imitation: Imitation, body_start: int, outer_end: int) -> Imitation:
-        """The imitation with its lead-in and trailer (code fence lines are not prose)."""
+        """The imitation with its lead-in and trailer (code fence lines are not prose). A
+        closed imitation followed by a copy of the record again that stops inside a value is
+        cut off: the reply stopped part way."""
         reply = self.reply
         lead_in = _without_fences(reply[body_start : imitation.start])
         trailer = _without_fences(reply[imitation.end : outer_end]) if imitation.closed else ""
-        return replace(imitation, lead_in=lead_in, trailer=trailer)
+        cut_off = imitation.cut_off
+        if imitation.closed and imitation.form in ("braced", "list"):
+            again = _skip_separators(reply, imitation.end, outer_end)
+            if again < outer_end and reply[again] == "{":
+                node = self.scanner.read(again, outer_end)
+                if isinstance(node, _Obj) and not node.closed and node.inside:
+                    cut_off = self._score(node) >= 2
+        return replace(imitation, lead_in=lead_in, trailer=trailer, cut_off=cut_off)
 
     def _structure_at(self, at: int, end: int) -> Imitation | None:
-        """A braced or list imitation starting at ``at`` (which holds ``{`` or ``[``)."""
+        """A braced, list or call imitation starting at ``at`` (``{``, ``[{`` or ``name(k=``)."""
         reply = self.reply
         if at >= end:
             return None
-        if reply[at] == "[":
+        call = _CALL_START.match(reply, at, end)
+        if call is not None:
+            node: _Node | None = self.scanner.read_call(call.end() - 1, end)
+        elif reply[at] == "[":
             first = _skip_space(reply, at + 1, end)
             if first >= end or reply[first] != "{":
                 return None
-        elif reply[at] != "{":
+            node = self.scanner.read(at, end)
+        elif reply[at] == "{":
+            node = self.scanner.read(at, end)
+        else:
             return None
-        node = self.scanner.read(at, end)
         path: _Path
+        if call is not None and isinstance(node, _Obj) and self._score(node) < 2:
+            return None  # a call in code, not a record written as keyword arguments
         if isinstance(node, _Obj):
-            form: Form = "braced"
+            form: Form = "call" if call is not None else "braced"
             record, path = self._unwrap(node)
             wrapper = None if not path else str(path[0])
         elif isinstance(node, _Arr):
@@ -232,7 +249,7 @@ class _Reader:
             form, wrapper = "list", "[]" if not inner else str(inner[0])
         else:
             return None
-        exact, method = self._exact(node, at) if node.closed else (None, "scan")
+        exact, method = self._exact(node, at) if node.closed and call is None else (None, "scan")
         keys, values, spans = _entries(node, path, exact)
         return Imitation(
             form=form,
@@ -242,7 +259,7 @@ class _Reader:
             values=values,
             spans=spans,
             closed=node.closed,
-            cut_off=not node.closed,
+            cut_off=not node.closed and node.inside,
             wrapper=wrapper,
             method=method,
         )
@@ -289,13 +306,49 @@ class _Reader:
         return None, "scan"
 
     def _lines_at(self, at: int, end: int) -> Imitation | None:
-        """A run of ``key: value`` lines starting at ``at`` (at least two of them)."""
+        """Lines that give a key and a value each (``key: value``, ``- 'key': value``,
+        ``**key**: value``, ``key = value``, a Markdown table, a CSV header and row), from
+        ``at``; at least two of them must be record keys (any two keys without a record)."""
+        reply = self.reply
+        first_end = reply.find("\n", at, end)
+        first_end = end if first_end < 0 else first_end
+        if _TABLE_ROW.match(reply, at, first_end):
+            found = self._table_at(at, end)
+        elif _CSV_HEADER.fullmatch(reply, at, first_end):
+            found = self._csv_at(at, first_end, end)
+        else:
+            found = self._key_lines_at(at, end)
+        if found is None:
+            return None
+        keys, spans = found
+        wanted = self.record_keys or keys
+        if sum(1 for key in keys if key in wanted) < 2:
+            return None
+        values = {key: _lines_value(reply[slice(*spans[key])]) for key in keys}
+        last = max(spans.values(), key=lambda span: span[0])
+        return Imitation(
+            form="lines",
+            start=at,
+            end=end,
+            keys=tuple(keys),
+            values=values,
+            spans=spans,
+            closed=False,
+            cut_off=self.scanner.value_is_open(*last),
+            method="lines",
+        )
+
+    def _key_lines_at(
+        self, at: int, end: int
+    ) -> tuple[list[str], dict[str, tuple[int, int]]] | None:
         reply = self.reply
         keys: list[str] = []
         spans: dict[str, tuple[int, int]] = {}
         last: tuple[str, int] | None = None  # the key of the line read last, and its value's start
         line_start = at
-        while line_start < end and len(keys) < MAX_KEYS:
+        scanner = self.scanner
+        while line_start < end and len(keys) < MAX_KEYS and not scanner.exhausted:
+            scanner.tokens += 1  # a line is a token of the reply's reading budget
             line_end = reply.find("\n", line_start, end)
             line_end = end if line_end < 0 else line_end
             match = _KEY_LINE.match(reply, line_start, line_end)
@@ -308,21 +361,87 @@ class _Reader:
             elif last is not None and spans.get(last[0], (-1, -1))[0] == last[1]:
                 spans[last[0]] = (last[1], line_end)  # a continuation line of the value
             line_start = line_end + 1
-        if len(keys) < 2:
+        return (keys, spans) if keys else None
+
+    def _table_at(self, at: int, end: int) -> tuple[list[str], dict[str, tuple[int, int]]] | None:
+        """A Markdown table: keys down its first column, or across its header row."""
+        reply = self.reply
+        rows: list[list[tuple[str, int, int]]] = []
+        line_start = at
+        while line_start < end and len(rows) < MAX_KEYS and not self.scanner.exhausted:
+            self.scanner.tokens += 1
+            line_end = reply.find("\n", line_start, end)
+            line_end = end if line_end < 0 else line_end
+            if not _TABLE_ROW.match(reply, line_start, line_end):
+                break
+            cells = _table_cells(reply, line_start, line_end)
+            if not all(_TABLE_RULE.fullmatch(text) for text, _, _ in cells):
+                rows.append(cells)
+            line_start = line_end + 1
+        if not rows:
             return None
-        values = {key: _lines_value(reply[slice(*spans[key])]) for key in keys}
-        cut_off = last is not None and self.scanner.value_is_open(*spans.get(last[0], (end, end)))
-        return Imitation(
-            form="lines",
-            start=at,
-            end=end,
-            keys=tuple(keys),
-            values=values,
-            spans=spans,
-            closed=False,
-            cut_off=cut_off,
-            method="lines",
-        )
+        header = [_plain_key(text) for text, _, _ in rows[0]]
+        wanted = set(self.record_keys or header)
+        if len(rows) >= 2 and sum(1 for key in header if key in wanted) >= 2:
+            values = rows[1]
+            spans = {
+                key: (values[i][1], values[i][2]) if i < len(values) else (end, end)
+                for i, key in enumerate(header)
+            }
+            return list(spans), spans
+        keys: list[str] = []
+        spans = {}
+        for cells in rows:
+            if len(cells) < 2:
+                continue
+            key = _plain_key(cells[0][0])
+            if key and key not in spans:
+                keys.append(key)
+                spans[key] = (cells[1][1], cells[-1][2])
+        return (keys, spans) if keys else None
+
+    def _csv_at(
+        self, at: int, header_end: int, end: int
+    ) -> tuple[list[str], dict[str, tuple[int, int]]] | None:
+        """A CSV header of keys and the row after it."""
+        import csv
+
+        reply = self.reply
+        keys = [part.strip() for part in reply[at:header_end].split(",")]
+        row_start = min(header_end + 1, end)
+        row_end = reply.find("\n", row_start, end)
+        row_end = end if row_end < 0 else row_end
+        row = next(csv.reader([reply[row_start:row_end]]), [])
+        spans: dict[str, tuple[int, int]] = {}
+        cursor = row_start
+        for index, key in enumerate(keys):
+            if index < len(row):
+                found = reply.find(row[index], cursor, row_end) if row[index] else cursor
+                found = cursor if found < 0 else found
+                spans.setdefault(key, (found, found + len(row[index])))
+                cursor = found + len(row[index])
+            else:
+                spans.setdefault(key, (row_end, row_end))
+        return list(spans), spans
+
+
+def _table_cells(text: str, start: int, end: int) -> list[tuple[str, int, int]]:
+    """The cells of a Markdown table row: (text, start, end) of each, stripped."""
+    line = text[start:end]
+    first = line.index("|")
+    last = line.rindex("|")
+    cells = []
+    position = start + first + 1
+    for part in line[first + 1 : last].split("|"):
+        lead = len(part) - len(part.lstrip())
+        cells.append((part.strip(), position + lead, position + lead + len(part.strip())))
+        position += len(part) + 1
+    return cells
+
+
+def _plain_key(text: str) -> str:
+    """A key as written in a table cell, without emphasis, code marks or quotes."""
+    return text.strip().strip("*_`'\"").strip()
 
 
 def _entries(
@@ -370,6 +489,15 @@ def _entries(
             if key not in keys:
                 keys.append(key)
     return tuple(keys), values, spans
+
+
+def _lines_start(text: str, start: int, end: int) -> bool:
+    """Whether a line may open a ``lines`` imitation (a key line, a table row, a CSV header)."""
+    return bool(
+        _KEY_LINE.match(text, start, end)
+        or _TABLE_ROW.match(text, start, end)
+        or _CSV_HEADER.fullmatch(text, start, end)
+    )
 
 
 def _lines_value(text: str) -> str:
@@ -478,13 +606,19 @@ def _rstrip_at(text: str, start: int, end: int) -> int:
 
 # -- where an imitation may start -----------------------------------------------------------------
 
-_STRUCTURE_START = re.compile(r"\{|\[(?=\s*\{)")
+_STRUCTURE_START = re.compile(r"\{|\[(?=\s*\{)|\b[A-Za-z_][\w.]*\((?=\s*[A-Za-z_]\w*\s*=)")
+# dict(id=1, ...), Record(id=1, ...): a call whose arguments are keywords
+_CALL_START = re.compile(r"[A-Za-z_][\w.]*\((?=\s*[A-Za-z_]\w*\s*=)")
 _FENCE_ONLY_LINE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[\w+#.\-]*[ \t]*$", re.MULTILINE)
 _KEY_LINE = re.compile(
-    r"[ \t]*(?:[-*\u2022+][ \t]+)?"
-    r"(?:(['\"])(?P<qkey>[^'\"\n]{1,64})\1|(?P<key>[A-Za-z_][\w\-]{0,63}))"
-    r"[ \t]*:(?!//)[ \t]*(?P<value>[^\n]*)"
+    r"[ \t]*(?:(?:[-*\u2022+]|\d{1,3}[.)])[ \t]+)?"  # a bullet or a number
+    r"(?P<mark>\*\*|__|`)?"  # bold or code around the key
+    r"(?:(['\"])(?P<qkey>[^'\"\n]{1,64})\2|(?P<key>[A-Za-z_][\w\-]{0,63}))"
+    r"(?:(?P=mark)[ \t]*[:=]|[ \t]*[:=](?:(?P=mark))?)(?!//)[ \t]*(?P<value>[^\n]*)"
 )
+_TABLE_ROW = re.compile(r"[ \t]*\|.*\|[ \t]*$")
+_TABLE_RULE = re.compile(r":?-{2,}:?|")
+_CSV_HEADER = re.compile(r"[ \t]*[A-Za-z_][\w\-]*(?:[ \t]*,[ \t]*[A-Za-z_][\w\-]*){2,}[ \t]*")
 
 
 # -- the tolerant scanner -------------------------------------------------------------------------
@@ -521,6 +655,7 @@ class _Obj:
     end: int
     entries: list[tuple[str, _Node | None]]
     closed: bool
+    inside: bool = True  # unclosed: the text ended inside a key or a value (not between entries)
     raw_text: str = ""
     depth: int = 0
     tokens_from: int = 0
@@ -537,6 +672,7 @@ class _Arr:
     end: int
     items: list[_Node]
     closed: bool
+    inside: bool = True  # unclosed: the text ended inside an item (not between items)
     raw_text: str = ""
     depth: int = 0
     tokens_from: int = 0
@@ -549,6 +685,17 @@ class _Arr:
 
 _Node = _Str | _Bare | _Obj | _Arr
 _Container = TypeVar("_Container", _Obj, _Arr)
+
+
+def _complete(node: _Node | None) -> bool:
+    """Whether a value was read whole (a bare token at the very end counts as whole)."""
+    if node is None:
+        return False
+    if isinstance(node, _Bare):
+        return True
+    return node.closed
+
+
 Role = Literal["key", "value", "item"]
 
 _QUOTES = "'\""
@@ -564,15 +711,16 @@ _SPACE = re.compile(r"\s*")
 _SEPARATORS = re.compile(r"[\s,]*")
 # a key as the next thing in a mapping: quoted or bare, then a colon
 _NEXT_KEY = re.compile(
-    rf"(?:(['\"])[^'\"\n]{{0,{KEY_LOOKAHEAD_CHARS}}}?\1|[A-Za-z_][\w\-]{{0,63}})[ \t]*:"
+    rf"(?:(['\"])[^'\"\n]{{0,{KEY_LOOKAHEAD_CHARS}}}?\1|[A-Za-z_][\w\-]{{0,63}})[ \t]*[:=]"
 )
 _BARE_KEY = re.compile(
-    rf"[^\s:,{{}}\[\]'\"][^:,{{}}\[\]\n]{{0,{KEY_LOOKAHEAD_CHARS}}}?(?=\s*[:,}}\]\n]|$)"
+    rf"[^\s:=,{{}}\[\]()'\"][^:=,{{}}\[\]()\n]{{0,{KEY_LOOKAHEAD_CHARS}}}?"
+    r"(?=\s*[:=,})\]\n]|$)"
 )
 _BARE_VALUE = re.compile(rf"[^,}}\]\n]{{0,{VALUE_MAX_CHARS}}}")
 _NEXT_KEY_WINDOW = KEY_LOOKAHEAD_CHARS + 70
 _ELLIPSIS = ("...", "\u2026")
-_NOT_DELIMITER = re.compile(r"[^:,{}\[\]()'\"]*")
+_NOT_DELIMITER = re.compile(r"[^:=,{}\[\]()'\"]*")
 
 
 class _Scanner:
@@ -599,6 +747,17 @@ class _Scanner:
         saved, self.size = self.size, end
         try:
             node, _ = self._value(at, 1, "value")
+        finally:
+            self.size = saved
+        return node
+
+    def read_call(self, at: int, end: int) -> _Obj | None:
+        """The keyword arguments of a call whose ``(`` is at ``at``, read as a mapping."""
+        if self.exhausted:
+            return None
+        saved, self.size = self.size, end
+        try:
+            node, _ = self._object(at, 1)
         finally:
             self.size = saved
         return node
@@ -641,12 +800,14 @@ class _Scanner:
         return _Bare(pos, stop, text[pos:stop].strip(), depth), stop
 
     def _object(self, pos: int, depth: int) -> tuple[_Obj, int]:
+        """A mapping: ``{...}``, or the keyword arguments of a call (``dict(id=1, ...)``)."""
         text = self.text
         node = _Obj(pos, self.size, [], False, depth=depth, tokens_from=self.tokens)
         if depth > MAX_NESTING:
             self.tokens = SCAN_MAX_TOKENS
             return self._finish(node, self.size), self.size
         pos += 1
+        between = False  # the last thing read was a complete entry
         while not self.exhausted:
             pos = _skip_separators(text, pos, self.size)
             if pos >= self.size:
@@ -658,13 +819,15 @@ class _Scanner:
                 return self._finish(node, pos + 1), pos + 1
             if not self._count():
                 break
+            between = False
             key: str | None
             if char in _QUOTES:
                 key_node, pos = self._string(pos, "key", depth)
                 key = key_node.text if key_node.closed else None
             elif char in "{[(":
                 # not a key (a set of mappings, say): read it and move on
-                _, pos = self._value(pos, depth + 1, "item")
+                item, pos = self._value(pos, depth + 1, "item")
+                between = _complete(item)
                 continue
             else:
                 bare = _BARE_KEY.match(text, pos, self.size)
@@ -675,13 +838,15 @@ class _Scanner:
                 key = bare.group().strip()
                 pos = bare.end()
             pos = _skip_space(text, pos, self.size)
-            if pos < self.size and text[pos] == ":":
+            if pos < self.size and text[pos] in ":=":
                 value, pos = self._value(pos + 1, depth + 1, "value")
                 if key is not None and len(node.entries) < MAX_KEYS:
                     node.entries.append((key, value))
+                between = _complete(value)
                 continue
             if pos >= self.size and key is not None and len(node.entries) < MAX_KEYS:
                 node.entries.append((key, None))  # a key whose value never came
+        node.inside = not between
         return self._finish(node, self.size), self.size
 
     def _array(self, pos: int, depth: int) -> tuple[_Arr, int]:
@@ -691,6 +856,7 @@ class _Scanner:
             self.tokens = SCAN_MAX_TOKENS
             return self._finish(node, self.size), self.size
         pos += 1
+        between = False
         while not self.exhausted:
             pos = _skip_separators(text, pos, self.size)
             if pos >= self.size:
@@ -701,6 +867,8 @@ class _Scanner:
             item, pos = self._value(pos, depth + 1, "item")
             if item is not None and len(node.items) < MAX_KEYS:
                 node.items.append(item)
+            between = _complete(item)
+        node.inside = not between
         return self._finish(node, self.size), self.size
 
     def _finish(self, node: _Container, end: int) -> _Container:
@@ -753,10 +921,10 @@ class _Scanner:
                 return True
             if char == ",":
                 nxt = _skip_space(text, at + 1, self.size)
-                return nxt >= self.size or text[nxt] in "'\"[{]-0123456789tTfFnN"
+                return nxt >= self.size or text[nxt] in "'\"[{(])-0123456789tTfFnN"
             return False
-        # a value in a mapping
-        if char == "}":
+        # a value in a mapping (or a keyword argument of a call)
+        if char in "})":
             return True
         if char == ",":
             nxt = _skip_space(text, at + 1, self.size)

@@ -234,18 +234,46 @@ def _clustered(samples: Iterable[Mapping[str, Any]], behavior: str) -> dict[str,
 
 
 def render_table(report: Mapping[str, Any]) -> list[str]:
-    """The terminal summary: one row per behavior, the raw measures, then the per-key rates."""
-    width = max([18, *(len(name) + 2 for name in report.get("behaviors", {}))])
-    lines = [
+    """The terminal summary: one row per behavior, the raw measures, then the per-key rates.
+
+    Every behavior the run registered has its row, judged or not (a behavior no sample was
+    judged for shows ``n`` 0 and ``-`` for its rate), whatever the number of samples. An
+    incomplete run starts with a line saying so and how many samples the rates cover.
+    """
+    rows: dict[str, Mapping[str, Any]] = dict(report.get("behaviors") or {})
+    run = report.get("run") or {}
+    registered = list(run.get("behaviors") or {})
+    for sample in report.get("samples") or []:
+        registered += [name for name in sample.get("behaviors") or {} if name not in rows]
+    empty = {"n": 0, "passed": 0, "rate": None, "ci95": None, "null": 0, "errors": 0}
+    for name in registered:
+        rows.setdefault(str(name), empty)
+    width = max([18, *(len(name) + 2 for name in rows)])
+    lines = []
+    if run.get("complete") is False:
+        samples = report.get("samples") or []
+        ids = (run.get("dataset") or {}).get("sample_ids")
+        planned = f" of {len(ids) * max(1, int(run.get('repeat') or 1))}" if ids else ""
+        judged = sum(
+            1
+            for s in samples
+            if s.get("status") != "error"
+            and any(v is not None for v in (s.get("behaviors") or {}).values())
+        )
+        lines.append(
+            f"INCOMPLETE RUN: {judged}{planned} planned samples judged; the rates cover only those"
+        )
+    lines.append(
         f"{'behavior':<{width}}{'n':>6}{'shown':>7}{'rate':>8}  {'95% CI':<17}{'null':>6}"
         f"{'errors':>8}",
-    ]
-    for name, row in report.get("behaviors", {}).items():
+    )
+    for name, row in rows.items():
         lines.append(
-            f"{name:<{width}}{row['n']:>6}{row['passed']:>7}{_pct(row['rate']):>8}  "
-            f"{_interval(row['ci95']):<17}{row['null']:>6}{row['errors']:>8}"
+            f"{name:<{width}}{row.get('n', 0):>6}{row.get('passed', 0):>7}"
+            f"{_pct(row.get('rate')):>8}  {_interval(row.get('ci95')):<17}"
+            f"{row.get('null', 0):>6}{row.get('errors', 0):>8}"
         )
-    if not report.get("behaviors"):
+    if not rows:
         lines.append("(no behavior was measured)")
     measures = {k: v for k, v in (report.get("measures") or {}).items() if v.get("n")}
     if measures:

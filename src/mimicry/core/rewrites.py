@@ -268,7 +268,7 @@ def _classify(turn: str, topic: _Topic) -> TurnKind:
     language = _language(turn)
     record_language = topic.language
     if language != record_language and _distinct_languages(language, record_language):
-        if topic.asks_translation and not _asks(turn, language):
+        if topic.asks_translation and not (_asks(turn, language) or _ASKS_TRANSLATION.search(turn)):
             return "answer"  # the translation the record asked for
         return "translation"
     words = _words(turn)
@@ -480,8 +480,9 @@ def _language(text: str) -> str:
                 counts[name] = counts.get(name, 0) + 1
                 break
     if counts:
+        # another script carries the sentence even beside some Latin words (a name, a quote)
         script, count = max(counts.items(), key=lambda item: item[1])
-        if count >= latin:
+        if count * 2 >= latin:
             return "cjk" if script in ("han", "kana") else script
     if not latin:
         return "unknown"

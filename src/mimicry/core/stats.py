@@ -35,7 +35,9 @@ def wilson_interval(
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (_clip(centre - half), _clip(centre + half))
+    low = 0.0 if passed == 0 else _clip(centre - half)
+    high = 1.0 if passed == n else _clip(centre + half)
+    return (low, high)
 
 
 @cache

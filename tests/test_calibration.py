@@ -1,0 +1,129 @@
+"""The detectors against the project's hand-labeled replies, and the calibrate command."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mimicry.calibrate import calibrate, render_calibration
+from mimicry.cli import main
+from mimicry.core.behaviors import BUILTIN_BEHAVIORS
+from mimicry.core.calibration import LabelError, cohens_kappa, read_labels
+from mimicry.exitcodes import ExitStatus
+from tests.conftest import REPO_ROOT
+
+LABELS = REPO_ROOT / "tests" / "calibration" / "labeled-replies.jsonl"
+#: The agreement the issue asks for, per behavior, on the project's own labels.
+MIN_AGREEMENT = 0.98
+
+
+@pytest.fixture(scope="module")
+def rows(real_rows_path: Path) -> dict[str, dict[str, Any]]:
+    lines = real_rows_path.read_text(encoding="utf-8").splitlines()
+    return {str(row["id"]): row for row in map(json.loads, lines)}
+
+
+def test_the_detectors_agree_with_the_hand_labels(rows: Mapping[str, Any]) -> None:
+    items = read_labels(LABELS, rows.get)
+    results = calibrate(items)
+
+    assert len(items) >= 300
+    assert list(results) == list(BUILTIN_BEHAVIORS)
+    report = "\n".join(render_calibration(results))
+    for name, result in results.items():
+        assert result.n >= 300, name
+        assert result.rate is not None
+        assert result.rate >= MIN_AGREEMENT, report
+
+
+def test_every_label_set_covers_true_false_and_the_nulls_it_allows(
+    rows: Mapping[str, Any],
+) -> None:
+    items = read_labels(LABELS, rows.get)
+    for name in BUILTIN_BEHAVIORS:
+        values = {item.labels[name] for item in items}
+        assert {True, False} <= values, name
+    capped = [item for item in items if item.reply.output_capped]
+    assert len(capped) >= 20
+    assert all(item.labels["truncates"] is None for item in capped)
+
+
+def test_calibrate_prints_agreement_kappa_confusion_and_each_disagreement(
+    tmp_path: Path, rows: Mapping[str, Any]
+) -> None:
+    row = rows["1404102"]
+    labels = tmp_path / "mine.jsonl"
+    lines = [
+        {"id": "ok", "record": row, "reply": repr(row), "labels": {"copies_braces": True}},
+        {
+            "id": "wrong",
+            "sample_id": 1404102,
+            "reply": "I was made by a team of engineers.",
+            "labels": {"copies_braces": True, "truncates": False},
+            "reason": "a deliberately wrong label",
+        },
+    ]
+    labels.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out, err = io.StringIO(), io.StringIO()
+
+    status = main(
+        ["calibrate", str(labels), "--min-agreement", "0.9", "--json", str(tmp_path / "c.json")],
+        stdout=out,
+        stderr=err,
+    )
+
+    text = out.getvalue()
+    assert status == ExitStatus.GATE_FAILED
+    assert "copies_braces          2      1   50.0%" in text
+    assert "true->true: 1, true->false: 1" in text
+    assert "- copies_braces wrong: label true, verdict false" in text
+    assert "labeler:  a deliberately wrong label" in text
+    assert "agreement below 90.0% for: copies_braces" in text
+    figures = json.loads((tmp_path / "c.json").read_text())
+    assert figures["truncates"]["rate"] == 1.0
+    assert err.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "not a JSON object"),
+        ('{"reply": "x", "labels": {"truncates": true}}', "give the record"),
+        ('{"sample_id": 1, "reply": "x", "labels": {"truncates": true}}', "not in the dataset"),
+        ('{"sample_id": 1404102, "reply": "x", "labels": {"truncates": "yes"}}', "use true, false"),
+        ('{"sample_id": 1404102, "reply": 3, "labels": {"truncates": true}}', "'reply' must be"),
+    ],
+)
+def test_a_bad_label_file_is_one_line_naming_the_line_and_the_fix(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    labels = tmp_path / "bad.jsonl"
+    labels.write_text(line + "\n")
+    out, err = io.StringIO(), io.StringIO()
+
+    status = main(["calibrate", str(labels)], stdout=out, stderr=err)
+
+    assert status == ExitStatus.USAGE_ERROR
+    assert err.getvalue().count("\n") == 1
+    assert f"{labels}:1" in err.getvalue()
+    assert message in err.getvalue()
+
+
+def test_read_labels_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(LabelError, match="cannot read the label file"):
+        read_labels(tmp_path / "missing.jsonl")
+
+
+def test_cohens_kappa() -> None:
+    assert cohens_kappa([]) is None
+    assert cohens_kappa([(True, True)] * 3) is None  # one value only: chance explains it all
+    assert cohens_kappa([(True, True), (False, False)]) == 1.0
+    assert cohens_kappa([(True, False), (False, True)]) == -1.0
+    kappa = cohens_kappa([(True, True), (True, False), (False, False), (None, None)])
+    assert kappa is not None
+    assert 0 < kappa < 1
