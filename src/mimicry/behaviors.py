@@ -34,6 +34,7 @@ from mimicry.core.behaviors import (
     rewrites_prompt,
     truncates,
 )
+from mimicry.core.judge import answers_prompt
 from mimicry.core.reply import Reply
 
 #: What the running test's built-in detector said (set by the plugin around each eval test).
@@ -67,6 +68,7 @@ __all__ = [
     "NOTES",
     "Reply",
     "Verdict",
+    "answers_prompt",
     "changes_id",
     "copies_braces",
     "expect",

@@ -6,6 +6,8 @@ without rerunning a model.
 - ``python -m mimicry report CURRENT.json [--gate G]... [--md PATH] [--html PATH]``
 - ``python -m mimicry calibrate LABELS.jsonl... [--dataset ID_OR_PATH] [--min-agreement A]
   [--json PATH]``
+- ``python -m mimicry history REPORT.json... [--gate G]... [--max-regression R]... [--alpha A]
+  [--html PATH]``
 
 ``compare`` and ``report`` print the same terminal section as the pytest plugin and share its exit
 statuses (:mod:`mimicry.exitcodes`): 0 when every gate passes (samples that did not show a
@@ -13,12 +15,16 @@ behavior are measurements, not failures), 1 when a gate fails, 73 when an output
 written, 4 for a usage error (a bad gate string, an unreadable or invalid report), always as one
 line on stderr, never a traceback. ``--md`` also appends the summary to ``$GITHUB_STEP_SUMMARY``
 when that variable is set. ``calibrate`` prints the detectors' agreement with hand labels and
-exits 1 when a behavior's agreement is below ``--min-agreement``.
+exits 1 when a behavior's agreement is below ``--min-agreement``. ``history`` prints each
+behavior's rate with its interval across runs (ordered by start time), writes the chart with
+``--html``, evaluates the same gates on every run (regression gates against the run before) and
+exits 1 when a gate fails on the newest run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TextIO
@@ -119,6 +125,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a behavior agrees with the labels less often than this (e.g. 0.98)",
     )
     calibrate.add_argument("--json", metavar="PATH", help="write the figures as JSON here")
+    history = commands.add_parser(
+        "history",
+        help="each behavior's rate across runs",
+        description=(
+            "Each behavior's rate with its 95%% interval across runs, ordered by start time and "
+            "labeled by model; --gate on every run, --max-regression on every run against the "
+            "one before it. The exit status follows the newest run."
+        ),
+    )
+    history.add_argument("reports", nargs="+", help="reports (JSON), in any order")
+    history.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help=f"a threshold every run is checked against: {_help(THRESHOLD_FORMS)}",
+    )
+    history.add_argument(
+        "--max-regression",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help=f"a significant move against the run before: {_help(REGRESSION_FORMS)}",
+    )
+    history.add_argument(
+        "--alpha",
+        default=str(DEFAULT_ALPHA),
+        help=f"significance level of --max-regression (default {DEFAULT_ALPHA})",
+    )
+    history.add_argument("--html", metavar="PATH", help="write the chart (one HTML file) here")
     return parser
 
 
@@ -155,6 +191,8 @@ def main(
         return EXIT_USAGE
     if args.command == "calibrate":
         return _calibrate(args, out, err)
+    if args.command == "history":
+        return _history(args, out, err)
     try:
         gates = _parse_gates(args)
         current = load_report(args.current)
@@ -214,6 +252,42 @@ def _calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(f"agreement below {args.min_agreement:.1%} for: {', '.join(low)}\n")
             return EXIT_GATE_FAILED
     return EXIT_OK
+
+
+def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mimicry.reports.history import (
+        evaluate_history_gates,
+        order_runs,
+        render_history,
+        render_history_html,
+    )
+
+    try:
+        alpha = parse_alpha(args.alpha)
+        gates: list[Gate] = [parse_gate(text) for text in args.gate]
+        gates += [parse_regression(text, alpha=alpha) for text in args.max_regression]
+        runs = order_runs([(path, load_report(path)) for path in args.reports])
+    except (GateError, ReportError) as exc:
+        err.write(f"mimicry: error: {exc}\n")
+        return EXIT_USAGE
+    outcomes = evaluate_history_gates(runs, gates)
+    for line in render_history(runs, gates, outcomes):
+        out.write(printable_line(line) + "\n")
+    newest = [row[-1] for row in outcomes if row and row[-1] is not None]
+    if newest:
+        out.write("\n")
+        for line in render_gate_outcomes(newest):
+            out.write(f"{line} (newest run)\n" if line.startswith("gates:") else line + "\n")
+    if args.html:
+        from mimicry.reports.html import write_html
+
+        try:
+            page = render_history_html(runs, gates, outcomes)
+            out.write(f"html: {write_html(args.html, page)}\n")
+        except OSError as exc:
+            err.write(f"mimicry: error: could not write --html {args.html!r}: {exc}\n")
+            return EXIT_WRITE_FAILED
+    return EXIT_GATE_FAILED if any(not o.passed for o in newest) else EXIT_OK
 
 
 def printable_line(text: str) -> str:
@@ -284,7 +358,14 @@ def run() -> NoReturn:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    raise SystemExit(main())
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`| head`): nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_OK
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m mimicry.cli`

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mimicry.core.judge import JUDGE_OPTIONS
 from mimicry.core.reply import Reply
 from mimicry.run import EvalRun, SampleFailed
 from mimicry.run.replies import Messages
@@ -143,6 +144,8 @@ def judge(mimicry_run: EvalRun) -> Judge:
     model = str(plan.judge["model"])
 
     def ask_it(messages: Messages | str, *, options: Mapping[str, object] | None = None) -> Reply:
-        return ask_judge(messages, model=model, options=options)
+        return ask_judge(
+            messages, model=model, options=JUDGE_OPTIONS if options is None else options
+        )
 
     return Judge(model=model, digest=str(plan.judge["model_info"].get("digest", "")), ask=ask_it)

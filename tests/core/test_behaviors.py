@@ -227,7 +227,8 @@ def test_changes_id(row: dict[str, object]) -> None:
 def test_rewrites_prompt_tells_a_rewording_from_a_copy_an_answer_or_another_question(
     row: dict[str, object], reply_prompt: str, kind: str
 ) -> None:
-    comparison = compare_prompt(reply_prompt, str(row["prompt"]))
+    context = [str(row["response_a"]), str(row["response_b"])]
+    comparison = compare_prompt(reply_prompt, str(row["prompt"]), context)
 
     assert comparison.kind == kind
     reply = repr({**row, "prompt": reply_prompt})

@@ -32,11 +32,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from rapidfuzz import fuzz
+
 from mimicry.core.parsing import Imitation
 from mimicry.core.reply import Reply, as_reply
 from mimicry.core.rewrites import PromptComparison, compare_prompt
 from mimicry.core.verbatim import longest_common_substring, verbatim_share
 
+#: rapidfuzz similarity (0-100) at which a key of five letters or more is the record's key
+#: written with a slip (``respone_a`` for ``response_a``).
+KEY_SLIP_SIMILARITY: Final = 85
 #: The version of the definitions below; bump it with any change to what a verdict means.
 DETECTORS_VERSION: Final = 2
 
@@ -85,25 +90,26 @@ def copies_braces(record: Record, reply: Reply | str) -> Verdict:
     if imitation.opens_with_brace:
         where = " after a lead-in" if imitation.lead_in else ""
         what = "a list of records opening with '{'" if imitation.form == "list" else "'{'"
-        return _verdict(
+        return make_verdict(
             "copies_braces",
             True,
             f"the imitation opens with {what}{where}: {_start(reply, imitation)}",
         )
     if imitation.form == "lines":
-        return _verdict(
+        return make_verdict(
             "copies_braces",
             False,
             f"the imitation is key: value lines without braces: {_start(reply, imitation)}",
         )
-    return _verdict("copies_braces", False, _no_imitation(reply))
+    return make_verdict("copies_braces", False, _no_imitation(reply))
 
 
 def preserves_keys(record: Record, reply: Reply | str) -> Verdict:
     """Every top-level key of the record appears as a key of the reply's imitation, in any common
-    notation (Python or JSON quoting, unquoted, YAML-like lines, one wrapping object). Values do
-    not matter; a key mentioned only in prose is not a key. For a reply cut at num_predict: null
-    unless all keys are there.
+    notation (Python or JSON quoting, unquoted, YAML-like lines, bullets, tables, CSV, XML-like
+    tags, keyword arguments, one wrapping object). Values do not matter; a key mentioned only in
+    prose is not a key, nor one written with a slip (``promt``). For a reply cut at num_predict:
+    null unless all keys are there.
 
     Shows it: an exact repr; ``json.dumps`` of the row; keys reordered; the record inside
     ``{"record": {...}}``; ``id: 30192`` lines for every key. Does not: a copy that stops after
@@ -114,20 +120,20 @@ def preserves_keys(record: Record, reply: Reply | str) -> Verdict:
     kept, missing = _kept_and_missing(record, imitation)
     total = len(kept) + len(missing)
     if missing and reply.output_capped:
-        return _verdict(
+        return make_verdict(
             "preserves_keys",
             None,
             f"not judged: the output hit num_predict with {len(missing)} of {total} keys unwritten",
         )
     if not imitation.found:
-        return _verdict("preserves_keys", False, _no_imitation(reply))
+        return make_verdict("preserves_keys", False, _no_imitation(reply))
     if not missing:
-        return _verdict(
+        return make_verdict(
             "preserves_keys",
             True,
             f"all {total} record keys are keys of the imitation ({imitation.form})",
         )
-    return _verdict(
+    return make_verdict(
         "preserves_keys",
         False,
         f"{len(missing)} of {total} record keys missing: {', '.join(missing)}",
@@ -150,9 +156,9 @@ def rewrites_prompt(record: Record, reply: Reply | str) -> Verdict:
     reply = as_reply(reply, record)
     comparison = compare_reply_prompt(record, reply)
     if comparison is None:
-        return _verdict("rewrites_prompt", None, "not judged: the record has no prompt")
+        return make_verdict("rewrites_prompt", None, "not judged: the record has no prompt")
     imitation = reply.imitation
-    value = imitation.values.get("prompt", "")
+    value = field_value(imitation, "prompt") or ""
     shown = _excerpt(value)
     explanation = {
         "missing": "the reply has no prompt value"
@@ -164,12 +170,14 @@ def rewrites_prompt(record: Record, reply: Reply | str) -> Verdict:
         "rewrite": f"the reply's prompt {shown} rewords the record's request",
         "translation": f"the reply's prompt {shown} translates the record's request",
     }[comparison.kind]
-    return _verdict("rewrites_prompt", comparison.rewritten, explanation)
+    return make_verdict("rewrites_prompt", comparison.rewritten, explanation)
 
 
 def truncates(record: Record, reply: Reply | str) -> Verdict:
-    """The reply imitates *this* record and omits one of its keys or stops inside a value (cut
-    off). Null when the output was capped at num_predict: the harness cut it, not the model.
+    """The reply imitates *this* record and omits one of its keys (a key written with a slip,
+    ``promt``, is not omitted) or stops inside a value (cut off; a copy that has every value and
+    lacks only its closing brace does not). Null when the output was capped at num_predict: the
+    harness cut it, not the model.
 
     Shows it: the qwen2-like reply (opens with ``{``, keeps the first keys, rewrites the prompt,
     stops inside ``response_a``); a closed copy that drops ``winner_tie``; ``{'id': 30192, 'mo``.
@@ -178,24 +186,24 @@ def truncates(record: Record, reply: Reply | str) -> Verdict:
     """
     reply = as_reply(reply, record)
     if reply.output_capped:
-        return _verdict(
+        return make_verdict(
             "truncates", None, "not judged: the output hit num_predict (done_reason 'length')"
         )
     evidence = imitation_evidence(record, reply)
     imitation = reply.imitation
     if evidence is None:
-        return _verdict("truncates", False, _not_this_record(reply))
-    _, missing = _kept_and_missing(record, imitation)
+        return make_verdict("truncates", False, _not_this_record(reply))
+    missing = [str(k) for k in record if written_key(imitation, str(k)) is None]
     reasons = []
     if imitation.cut_off:
         reasons.append(f"stops inside a value: ...{_end(reply, imitation)}")
     if missing:
         reasons.append(f"omits {len(missing)} keys ({', '.join(missing)})")
     if reasons:
-        return _verdict(
+        return make_verdict(
             "truncates", True, f"imitates this record ({evidence}) but {' and '.join(reasons)}"
         )
-    return _verdict(
+    return make_verdict(
         "truncates", False, f"a complete copy ({evidence}): every key kept, nothing left open"
     )
 
@@ -213,20 +221,23 @@ def changes_id(record: Record, reply: Reply | str) -> Verdict:
     reply = as_reply(reply, record)
     record_id = record.get("id")
     if record_id is None:
-        return _verdict("changes_id", None, "not judged: the record has no id")
+        return make_verdict("changes_id", None, "not judged: the record has no id")
     evidence = imitation_evidence(record, reply)
     imitation = reply.imitation
     if evidence is None:
-        return _verdict("changes_id", False, _not_this_record(reply))
-    if "id" not in imitation.values:
-        return _verdict("changes_id", False, "the imitation has no id key")
-    value = imitation.values["id"]
-    span = imitation.spans.get("id", (0, 0))
+        return make_verdict("changes_id", False, _not_this_record(reply))
+    written = written_key(imitation, "id")
+    if written is None:
+        return make_verdict("changes_id", False, "the imitation has no id key")
+    value = imitation.values[written]
+    span = imitation.spans.get(written, (0, 0))
     if not imitation.closed and imitation.form != "lines" and span[1] >= imitation.end:
-        return _verdict("changes_id", False, f"the reply stops inside the id ({_excerpt(value)})")
+        return make_verdict(
+            "changes_id", False, f"the reply stops inside the id ({_excerpt(value)})"
+        )
     if same_id(value, record_id):
-        return _verdict("changes_id", False, f"the imitation keeps the id {_excerpt(value)}")
-    return _verdict(
+        return make_verdict("changes_id", False, f"the imitation keeps the id {_excerpt(value)}")
+    return make_verdict(
         "changes_id",
         True,
         f"the imitation's id {_excerpt(value)} is not the record's {record_id!r}",
@@ -319,7 +330,7 @@ def compare_reply_prompt(record: Record, reply: Reply | str) -> PromptComparison
         return None
     reply = as_reply(reply, record)
     imitation = reply.imitation
-    value = imitation.values.get("prompt") if imitation.found else None
+    value = field_value(imitation, "prompt") if imitation.found else None
     context = [
         str(v) for k, v in record.items() if k not in ("prompt", "id") and isinstance(v, str)
     ]
@@ -382,16 +393,43 @@ RAW_MEASURES: Final = ("shorter_than_input", "braces_present")
 
 
 def _kept_and_missing(record: Record, imitation: Imitation) -> tuple[list[str], list[str]]:
+    """The record's keys the imitation has as written, and the ones it does not."""
     present = set(imitation.keys)
     keys = [str(key) for key in record]
     return [k for k in keys if k in present], [k for k in keys if k not in present]
+
+
+def written_key(imitation: Imitation, key: str) -> str | None:
+    """The imitation's key that stands for ``key``: itself, or the same key written with a slip
+    (``promt``, ``model a``, ``Prompt``): the field is there even where the key is not kept."""
+    if key in imitation.values:
+        return key
+    folded = _fold_key(key)
+    for candidate in imitation.keys:
+        other = _fold_key(candidate)
+        if other == folded or (
+            min(len(other), len(folded)) >= 5 and fuzz.ratio(other, folded) >= KEY_SLIP_SIMILARITY
+        ):
+            return candidate
+    return None
+
+
+def _fold_key(key: str) -> str:
+    return key.casefold().replace(" ", "_").replace("-", "_")
+
+
+def field_value(imitation: Imitation, key: str) -> str | None:
+    """The value the imitation gives the record's ``key`` (through a slipped key too)."""
+    written = written_key(imitation, key)
+    return None if written is None else imitation.values.get(written)
 
 
 def _id_text(value: object) -> str:
     return str(value).strip().strip("'\"").strip()
 
 
-def _verdict(behavior: str, shown: bool | None, explanation: str) -> Verdict:
+def make_verdict(behavior: str, shown: bool | None, explanation: str) -> Verdict:
+    """A verdict with its explanation made one line of at most 200 characters."""
     line = " ".join(explanation.split())
     if len(line) > _EXPLAIN_MAX_CHARS:
         line = line[: _EXPLAIN_MAX_CHARS - 1] + "\u2026"

@@ -9,8 +9,11 @@ that imitates a record (the behavior definitions in :mod:`mimicry.core.behaviors
    :data:`LEAD_IN_MAX_LINES` lines and :data:`LEAD_IN_MAX_CHARS` characters before the
    imitation starts ("Here is the record:").
 2. The imitation opens with ``{`` (form ``braced``), with ``[`` and ``{`` (form ``list``: a list
-   of records, whose element holding most of the record's keys stands for the record), or is a
-   run of ``key: value`` lines (form ``lines``: YAML-like, bulleted, quoted or not).
+   of records, whose element holding most of the record's keys stands for the record), with a
+   call whose arguments are the record's keys (form ``call``: ``dict(id=1, ...)``), or is a run
+   of lines that each give a key and a value (form ``lines``: ``key: value`` as YAML, bullets,
+   bold or quoted keys, ``key = value``, a Markdown table down or across, a CSV header and its
+   row, XML-like ``<key>value</key>`` elements) with at least one of the record's keys.
 3. After a braced imitation closes, prose may follow (the *trailer*). When the reply had a
    lead-in, the trailer must be shorter than the imitation: a JSON snippet inside an explanation
    illustrates an answer, it is not an imitation.
@@ -18,9 +21,10 @@ A reply that does not open like that (a plain answer, an answer with a code samp
 of its prose, an empty reply) holds no imitation.
 
 Keys are read in any common notation: ``'key':`` (Python), ``"key":`` (JSON), ``key:``
-(unquoted, inside braces or at the start of a line). When the imitation wraps the record in one
-object (``{"record": {...}}``, ``{'input': {...}, 'output': ...}``, ``{"data": [{...}]}``) the
-keys of the inner record count as the imitation's too.
+(unquoted, inside braces or at the start of a line), and the line notations above. When the
+imitation wraps the record in one object (``{"record": {...}}``, ``{'input': {...}, 'output':
+...}``, ``{"data": [{...}]}``, or the record written as a string inside it) the keys of the inner
+record count as the imitation's too.
 
 The structure is read by ``json.JSONDecoder.raw_decode``, else ``ast.literal_eval`` (never
 ``eval``, and only on text whose nesting and size a linear pre-scan bounded), else by a tolerant
@@ -71,6 +75,8 @@ MAX_CANDIDATES = 16
 KEY_LOOKAHEAD_CHARS = 100
 #: Characters of a value kept as text (a record's prompt is far shorter).
 VALUE_MAX_CHARS = 50_000
+#: String values read as a record written inside a string (``{"input": "{'id': ..."}``).
+NESTED_STRINGS_READ = 2
 #: Keys of one mapping that are kept (a record has a handful).
 MAX_KEYS = 2_000
 
@@ -135,10 +141,11 @@ _Path = tuple[str | int, ...]
 
 
 class _Reader:
-    def __init__(self, reply: str, record_keys: tuple[str, ...]) -> None:
+    def __init__(self, reply: str, record_keys: tuple[str, ...], *, nested: bool = False) -> None:
         self.reply = reply
         self.record_keys = record_keys
         self.scanner = _Scanner(reply)
+        self._nested = nested
 
     def read(self) -> Imitation:
         reply = self.reply
@@ -251,6 +258,8 @@ class _Reader:
             return None
         exact, method = self._exact(node, at) if node.closed and call is None else (None, "scan")
         keys, values, spans = _entries(node, path, exact)
+        if isinstance(record, _Obj) and self.record_keys and not self._nested:
+            keys, values, wrapper = self._record_in_a_string(record, keys, values, wrapper)
         return Imitation(
             form=form,
             start=at,
@@ -263,6 +272,30 @@ class _Reader:
             wrapper=wrapper,
             method=method,
         )
+
+    def _record_in_a_string(
+        self,
+        node: _Obj,
+        keys: tuple[str, ...],
+        values: dict[str, str],
+        wrapper: str | None,
+    ) -> tuple[tuple[str, ...], dict[str, str], str | None]:
+        """A wrapper whose value is the record written as a string (``{"input": "{'id': ..."}``)
+        gives the keys and values of that record."""
+        present = sum(1 for key in self.record_keys if key in keys)
+        tried = 0
+        for key, value in node.entries:
+            if not isinstance(value, _Str) or not value.text.lstrip().startswith("{"):
+                continue
+            tried += 1
+            if tried > NESTED_STRINGS_READ:
+                break
+            inner = _Reader(value.text, self.record_keys, nested=True).read()
+            found = sum(1 for name in self.record_keys if name in inner.keys)
+            if found > present:
+                merged = tuple(dict.fromkeys((*keys, *inner.keys)))
+                return merged, {**values, **inner.values}, key
+        return keys, values, wrapper
 
     def _score(self, node: _Obj) -> int:
         keys = {key for key, _ in node.entries}
@@ -308,11 +341,13 @@ class _Reader:
     def _lines_at(self, at: int, end: int) -> Imitation | None:
         """Lines that give a key and a value each (``key: value``, ``- 'key': value``,
         ``**key**: value``, ``key = value``, a Markdown table, a CSV header and row), from
-        ``at``; at least two of them must be record keys (any two keys without a record)."""
+        ``at``; at least two of them, one a record key (any two keys without a record)."""
         reply = self.reply
         first_end = reply.find("\n", at, end)
         first_end = end if first_end < 0 else first_end
-        if _TABLE_ROW.match(reply, at, first_end):
+        if _TAG_OPEN.match(reply, at, first_end):
+            found = self._tags_at(at, end)
+        elif _TABLE_ROW.match(reply, at, first_end):
             found = self._table_at(at, end)
         elif _CSV_HEADER.fullmatch(reply, at, first_end):
             found = self._csv_at(at, first_end, end)
@@ -322,7 +357,7 @@ class _Reader:
             return None
         keys, spans = found
         wanted = self.record_keys or keys
-        if sum(1 for key in keys if key in wanted) < 2:
+        if len(keys) < 2 or not any(key in wanted for key in keys):
             return None
         values = {key: _lines_value(reply[slice(*spans[key])]) for key in keys}
         last = max(spans.values(), key=lambda span: span[0])
@@ -361,6 +396,31 @@ class _Reader:
             elif last is not None and spans.get(last[0], (-1, -1))[0] == last[1]:
                 spans[last[0]] = (last[1], line_end)  # a continuation line of the value
             line_start = line_end + 1
+        return (keys, spans) if keys else None
+
+    def _tags_at(self, at: int, end: int) -> tuple[list[str], dict[str, tuple[int, int]]] | None:
+        """XML-like ``<key>value</key>`` elements (a wrapping element such as ``<record>`` is
+        looked through); an element left open runs to the end."""
+        reply = self.reply
+        keys: list[str] = []
+        spans: dict[str, tuple[int, int]] = {}
+        position = at
+        while position < end and len(keys) < MAX_KEYS and not self.scanner.exhausted:
+            self.scanner.tokens += 1
+            opening = _TAG_OPEN.search(reply, position, end)
+            if opening is None:
+                break
+            name = opening.group(1)
+            closing = reply.find(f"</{name}>", opening.end(), end)
+            value_end = end if closing < 0 else closing
+            inner = reply[opening.end() : value_end]
+            if _TAG_OPEN.search(inner) is not None and name not in self.record_keys:
+                position = opening.end()  # a wrapping element: read what it holds
+                continue
+            if name not in spans:
+                keys.append(name)
+                spans[name] = (opening.end(), value_end)
+            position = value_end if closing < 0 else closing + len(name) + 3
         return (keys, spans) if keys else None
 
     def _table_at(self, at: int, end: int) -> tuple[list[str], dict[str, tuple[int, int]]] | None:
@@ -492,9 +552,11 @@ def _entries(
 
 
 def _lines_start(text: str, start: int, end: int) -> bool:
-    """Whether a line may open a ``lines`` imitation (a key line, a table row, a CSV header)."""
+    """Whether a line may open a ``lines`` imitation (a key line, a table row, a CSV header,
+    an XML-like element)."""
     return bool(
         _KEY_LINE.match(text, start, end)
+        or _TAG_OPEN.match(text, start, end)
         or _TABLE_ROW.match(text, start, end)
         or _CSV_HEADER.fullmatch(text, start, end)
     )
@@ -617,6 +679,7 @@ _KEY_LINE = re.compile(
     r"(?:(?P=mark)[ \t]*[:=]|[ \t]*[:=](?:(?P=mark))?)(?!//)[ \t]*(?P<value>[^\n]*)"
 )
 _TABLE_ROW = re.compile(r"[ \t]*\|.*\|[ \t]*$")
+_TAG_OPEN = re.compile(r"[ \t]*<([A-Za-z_][\w\-]{0,63})>")
 _TABLE_RULE = re.compile(r":?-{2,}:?|")
 _CSV_HEADER = re.compile(r"[ \t]*[A-Za-z_][\w\-]*(?:[ \t]*,[ \t]*[A-Za-z_][\w\-]*){2,}[ \t]*")
 

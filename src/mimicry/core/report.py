@@ -14,6 +14,13 @@ from typing import Any, Literal
 from mimicry.core.behaviors import BUILTIN_BEHAVIORS, DETECTORS_VERSION, RAW_MEASURES, definition
 from mimicry.core.stats import rate, wilson_interval
 
+#: Built-in behaviors a judge model decides, with their definitions (see mimicry.core.judge).
+JUDGED_BEHAVIORS: Mapping[str, str] = {
+    "answers_prompt": "The reply answers the record's prompt (responds to its request, in any "
+    "format) rather than imitating the record or saying something unrelated, as a judge model "
+    "reads it.",
+}
+
 SCHEMA_VERSION = 2
 #: Report versions this version reads (1: before open behaviors; its samples lack records).
 READABLE_SCHEMA_VERSIONS = (1, 2)
@@ -176,6 +183,9 @@ def behavior_info(results: RunResults) -> dict[str, dict[str, Any]]:
         if detector is not None and detector in BUILTIN_BEHAVIORS:
             entry["detectors_version"] = DETECTORS_VERSION
             entry["definition"] = definition(detector)
+        elif detector is not None and detector in JUDGED_BEHAVIORS:
+            entry["judged_by"] = "the judge model (run.judge_model)"
+            entry["definition"] = JUDGED_BEHAVIORS[detector]
         info[name] = entry
     return info
 

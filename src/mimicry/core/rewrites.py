@@ -42,6 +42,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final, Literal
 
 from rapidfuzz import fuzz
@@ -65,12 +66,17 @@ SPELLING_SIMILARITY: Final = 80
 #: A request sharing this many distinct content words with the record's other text (its
 #: responses) is about the same topic...
 CONTEXT_SHARED_WORDS: Final = 2
-#: ...when they are at least this share of its content words.
+#: ...when they are at least this share of its content words (this much when it shares
+#: nothing with the prompt itself).
 CONTEXT_SHARED_SHARE: Final = 0.5
-#: A short question (at most this many words) sharing this share of its words with a turn of
-#: the record's prompt is about it, even without a shared content word ("Who created you?").
+CONTEXT_STRICT_SHARE: Final = 2 / 3
+#: A short question sharing this share of its words with a short turn of the record's prompt
+#: (both at most this many words) is about it, even without a shared content word ("Who
+#: created you?" for "Who made you?").
 SHORT_QUESTION_WORDS: Final = 8
 SHORT_QUESTION_SHARED: Final = 0.5
+#: Common words of a language a text needs before it is taken for that language.
+LANGUAGE_MIN_WORDS: Final = 2
 #: Characters of each of the record's other texts read for its topic.
 CONTEXT_MAX_CHARS: Final = 20_000
 #: A phrase that neither asks nor answers is a rewrite when this share of its content words
@@ -132,6 +138,12 @@ def compare_prompt(
             continue
         if _is_copy(key, joined_record) or any(_near_copy([key], [other]) for other in record_keys):
             classified.append((turn, _COPY))
+            continue
+        rest = _after_copied_turn(turn, record_keys)
+        if rest is not None:
+            # a turn copied whole, then more: an answer appended to it is no rewording
+            kind = _classify(rest, topic) if rest else _COPY
+            classified.append((turn, "rewrite" if kind in ("rewrite", "translation") else _COPY))
             continue
         classified.append((turn, _classify(turn, topic)))
     found = [kind for _, kind in classified]
@@ -221,6 +233,22 @@ def _near_copy(reply_keys: Sequence[str], record_keys: Sequence[str]) -> bool:
     return True
 
 
+def _after_copied_turn(turn: str, record_keys: Sequence[str]) -> str | None:
+    """What follows in ``turn`` after a whole record turn copied at its start (None when it
+    does not start with one)."""
+    words = list(_WORD_SPANS.finditer(turn))
+    folded = [_key(match.group()) for match in words]
+    for record_key in record_keys:
+        record_words = record_key.split()
+        size = len(record_words)
+        if size < 3 or size >= len(folded):
+            continue
+        head = " ".join(folded[:size]).split()
+        if head == record_words:
+            return turn[words[size - 1].end() :].lstrip(" \t\n\"'`,.;:!?\u201d\u2019])")
+    return None
+
+
 def _spelling_slip(a: str, b: str) -> bool:
     if min(len(a), len(b)) < 4 or a.isdigit() or b.isdigit():
         return False
@@ -247,19 +275,28 @@ class _Topic:
     turns: Sequence[str]
     context: Sequence[str]
 
-    @property
+    @cached_property
     def language(self) -> str:
         return _language(" ".join(self.turns))
 
-    @property
+    @cached_property
     def asks_translation(self) -> bool:
         return _ASKS_TRANSLATION.search(" ".join(self.turns)) is not None
 
-    def context_words(self) -> set[str]:
+    @cached_property
+    def _known(self) -> tuple[frozenset[str], frozenset[str]]:
         words: set[str] = set()
-        for text in self.context:
+        for text in (*self.context, *self.turns):
             words.update(_content(_words(text[:CONTEXT_MAX_CHARS])))
-        return words
+        prefixes = {word[:STEM_PREFIX] for word in words if len(word) >= STEM_PREFIX}
+        return frozenset(words), frozenset(prefixes)
+
+    def knows(self, word: str) -> bool:
+        """Whether ``word`` (or a word sharing its stem) is in the record's prompt or text."""
+        words, prefixes = self._known
+        if word in words or (len(word) >= STEM_PREFIX and word[:STEM_PREFIX] in prefixes):
+            return True
+        return len(word) >= 5 and (word[:-1] in words or word.removesuffix("es") in words)
 
 
 def _classify(turn: str, topic: _Topic) -> TurnKind:
@@ -277,15 +314,18 @@ def _classify(turn: str, topic: _Topic) -> TurnKind:
         return "rewrite" if related else "unrelated"
     label = _LABEL.match(turn)
     if label is not None:
-        # "Translate into Russian: ...", "Python function: upload ..." ask; "Answer: 15" and
-        # "Refined passage: The person ..." answer
+        # "Translate into Russian: ..." asks; after "Answer:", "Caption:" or a topic such as
+        # "Rap battle:", what follows decides
         head = label.group(1)
-        rest = turn[label.end(1) :].lstrip(" :")
-        if head.casefold() in _REQUEST_LABELS or _opens_request(_words(head), language):
+        head_words = _words(head)
+        if head.casefold() in _REQUEST_LABELS or (
+            len(head_words) >= 2 and _opens_request(head_words, language)
+        ):
             return "rewrite" if related else "unrelated"
-        if _opens_request(_words(rest), language):
-            return "rewrite" if related else "unrelated"
-        return "answer"
+        if head.casefold() in _ANSWER_LABELS:
+            return "answer"
+        turn = turn[label.end(1) :].lstrip(" :")
+        words = _words(turn)
     if _opens_like_answer(words):
         return "answer"
     if _asks(turn, language):
@@ -304,6 +344,7 @@ def _distinct_languages(a: str, b: str) -> bool:
 
 
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
+_WORD_SPANS = re.compile(r"[^\W_]+")
 _CODE = re.compile(
     r"(?m)^\s*(?:def |class |import |from \w+ import|function |const |let |var |#include|SELECT |"
     r"public |print\(|console\.|<\w+>|\$ )|[{};]\s*$|=>|\)\s*\{"
@@ -313,7 +354,18 @@ _NUMBER_ONLY = re.compile(r"[\s\d.,+\-*/=%()$€£]+")
 
 
 def _words(text: str) -> list[str]:
-    return [word.casefold().replace("\u2019", "'") for word in _WORD.findall(text)]
+    """Words, case folded; number words as digits ("ten" and "10" are one word)."""
+    found = (word.casefold().replace("\u2019", "'") for word in _WORD.findall(text))
+    return [_NUMBER_WORDS.get(word, word) for word in found]
+
+
+_NUMBER_WORDS: Final = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
 
 
 def _looks_like_code_or_number(turn: str) -> bool:
@@ -375,29 +427,35 @@ def _same_word(a: str, b: str) -> bool:
 
 
 def _related(words: Sequence[str], topic: _Topic) -> bool:
+    """About the record's request: shares two of its content words, or one that is a real part
+    of it (a third of its content words, or most of the turn's own content is the record's
+    topic, its responses included), or it is a short question made mostly of its words."""
     content = _content(words)
-    if _shares_context(content, topic):
-        return True
     for record_turn in topic.turns:
         record_words = _words(record_turn)
         record_content = _content(record_words)
-        if any(_same_word(a, b) for a in content for b in record_content):
+        shared = {a for a in content if any(_same_word(a, b) for b in record_content)}
+        if len(shared) >= 2:
             return True
-        if len(words) <= SHORT_QUESTION_WORDS and words:
-            shared = sum(1 for w in set(words) if w in set(record_words))
-            if shared / len(set(words)) >= SHORT_QUESTION_SHARED and shared >= 2:
+        if len(shared) == 1 and (
+            len(record_content) <= 3 * len(shared) or _shares_context(content, topic)
+        ):
+            return True
+        if words and max(len(words), len(record_words)) <= SHORT_QUESTION_WORDS:
+            common = sum(1 for w in set(words) if w in set(record_words))
+            if common / len(set(words)) >= SHORT_QUESTION_SHARED and common >= 2:
                 return True
-    return False
+    return _shares_context(content, topic, strict=True)
 
 
-def _shares_context(content: Sequence[str], topic: _Topic) -> bool:
+def _shares_context(content: Sequence[str], topic: _Topic, *, strict: bool = False) -> bool:
+    """Most of the turn's content words are the record's topic (its prompt and responses)."""
     if not content or not topic.context:
         return False
-    context = topic.context_words()
-    shared = {word for word in content if word in context}
-    return len(shared) >= CONTEXT_SHARED_WORDS and len(shared) >= CONTEXT_SHARED_SHARE * len(
-        set(content)
-    )
+    unique = set(content)
+    shared = {word for word in unique if topic.knows(word)}
+    share = CONTEXT_STRICT_SHARE if strict else CONTEXT_SHARED_SHARE
+    return len(shared) >= CONTEXT_SHARED_WORDS and len(shared) >= share * len(unique)
 
 
 def _own_share(words: Sequence[str], record_turns: Sequence[str]) -> float:
@@ -433,32 +491,47 @@ _LATIN_WORDS: Final = {
         "just some any".split()
     ),
     "de": frozenset(
-        "der die das den dem des ein eine einen einem ist sind war waren und oder aber nicht "
-        "mit für auf von zu im ich du sie er es wir ihr wer was wie warum wann wo welche "
-        "kannst können ist mir mich dich dir mein dein hat haben gibt bitte auch noch".split()
+        "der die das den dem des ein eine einen einem einer eines ist sind war waren wird werden "
+        "und oder aber nicht kein keine keinen mit für auf von zu zum zur im in am an ich du sie "
+        "er es wir ihr wer was wie warum wann wo welche welcher welches kannst können kann mir "
+        "mich dich dir mein dein hat haben gibt bitte auch noch alle alles sich dass über unter "
+        "nach bei aus wenn ob sehr".split()
     ),
     "fr": frozenset(
         "le la les un une des du de est sont était et ou mais ne pas avec pour sur dans je tu "
-        "il elle nous vous ils qui que quoi comment pourquoi quand où quel quelle peux peut "
-        "moi toi mon ton ce cette ces au aux est-ce".split()
+        "il elle nous vous ils elles qui que quoi comment pourquoi quand où quel quelle quels "
+        "peux peut pouvez moi toi mon ton ma ta mes ce cette ces au aux sans plus très tous tout "
+        "toute leur leurs se sa son par est-ce qu'il c'est j'ai".split()
     ),
     "es": frozenset(
-        "el la los las un una unos unas es son era y o pero no con para por en de del al yo tú "
-        "él ella nosotros qué quién quien cómo como por qué cuándo dónde cuál puedes puede me te "
-        "mi tu se lo muy".split()
+        "el la los las un una unos unas es son era fue y o pero no con para por en de del al yo "
+        "tú él ella nosotros ellos qué quién quien cómo como cuándo dónde cuál cuáles puedes "
+        "puede me te mi tu se lo le les muy sin más todos todo esta este esto hay está están "
+        "sobre entre".split()
     ),
     "it": frozenset(
-        "il lo la i gli le un una è sono era e o ma non con per su in di del della che chi "
-        "come perché quando dove quale puoi può mi ti io tu lui lei noi voi".split()
+        "il lo la i gli le un una uno è sono era e o ma non con per su in di del della dei delle "
+        "che chi come perché quando dove quale quali puoi può mi ti io tu lui lei noi voi sono "
+        "senza più molto tutti tutto questo questa nel nella al alla".split()
     ),
     "pt": frozenset(
-        "o a os as um uma é são era e ou mas não com para por em de do da no na que quem como "
-        "por quê quando onde qual você pode me te eu ele ela nós isso".split()
+        "o a os as um uma uns umas é são era foi e ou mas não com para por em de do da dos das "
+        "no na nos nas que quem como quando onde qual você pode me te eu ele ela nós isso isto "
+        "sem mais muito todos todo está estão sobre".split()
     ),
     "nl": frozenset(
-        "de het een is zijn was en of maar niet met voor op in van te ik jij je hij zij wij "
-        "wat wie hoe waarom wanneer waar welke kun kan mij mijn".split()
+        "de het een is zijn was en of maar niet geen met voor op in van te ik jij je hij zij "
+        "wij wat wie hoe waarom wanneer waar welke kun kan mij mijn dat dit die er ook nog alle "
+        "bij naar uit".split()
     ),
+}
+# Letters that mark a Latin-script language (one of them counts as one of its common words).
+_LATIN_MARKS: Final = {
+    "de": frozenset("äöüß"),
+    "fr": frozenset("éèêëçàâîïôûù"),
+    "es": frozenset("ñ¿¡áíóú"),
+    "it": frozenset("àèéìòù"),
+    "pt": frozenset("ãõçáâêóôú"),
 }
 _ASKS_TRANSLATION = re.compile(
     r"(?i)\btransl|\btraduc|\btradu[iz]|übersetz|\bperev|перев|翻译|翻訳|번역"
@@ -488,11 +561,15 @@ def _language(text: str) -> str:
         return "unknown"
     words = _words(text)
     scores = {lang: sum(1 for w in words if w in vocab) for lang, vocab in _LATIN_WORDS.items()}
+    letters = set(text.casefold())
+    for lang, marks in _LATIN_MARKS.items():
+        scores[lang] += 1 if letters & marks else 0
     best = max(scores, key=lambda lang: scores[lang])
-    if scores[best] == 0:
-        return "unknown" if len(words) < 4 else "other-latin"
-    if scores["en"] == scores[best]:
+    if scores["en"] == scores[best] and scores["en"] > 0:
         return "en"
+    if scores[best] < LANGUAGE_MIN_WORDS:
+        # names, a lineup, code: too few common words to tell a language
+        return "unknown" if scores[best] or len(words) < 4 else "other-latin"
     return best
 
 
@@ -553,12 +630,15 @@ _ANSWER_OPENERS: Final = frozenset(
     """yes yeah yep no nope sure certainly absolutely definitely indeed of here hello
     i i'm i've i'll my as sorry unfortunately thanks thank it it's its this that that's there
     there's they they're these those the a an in to because since although however generally
-    typically usually basically actually well answer response""".split()
+    typically usually basically actually well""".split()
 )
 # "Answer: ...", "Refined passage: ...": a label of at most three words, then a colon
 _LABEL = re.compile(r"\s*([^\W\d_][\w'\- ]{0,30}?)\s*:\s+\S")
 _REQUEST_LABELS: Final = frozenset(
     "question task prompt request instruction instructions query user q ask".split()
+)
+_ANSWER_LABELS: Final = frozenset(
+    "answer response reply result output solution translation caption summary verdict a".split()
 )
 _INTRODUCTORY: Final = frozenset(
     "using given based for in with after before if when as from by considering assuming".split()
@@ -584,6 +664,6 @@ _GENERIC: Final = frozenset(
     use know like want need tell give write explain help question questions answer answers
     one two first new old time people person kind type sort lot lots bit example examples
     please fun funny short long simple easy little big well sure right wrong true false
-    difference different same mean means meaning think say said go going come take call
+    difference different same think say said go going come take call
     called look looking find work works show list describe create""".split()
 )
