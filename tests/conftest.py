@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Row stores and other caches of the project's tests go to a folder of this test session, never
+# to the user's ~/.cache (xdist workers each get their own).
+if "MIMICRY_TESTS_KEEP_XDG_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="mimicry-tests-xdg-")
+    os.environ["XDG_CACHE_HOME"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "lmsys-arena-sample"

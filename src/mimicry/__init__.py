@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("mimicry-evals")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+from typing import Any
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The version is read from the installed metadata when first asked for: importlib.metadata
+    # costs tens of milliseconds, paid by every xdist worker if it were read at import.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("mimicry-evals")
+        except PackageNotFoundError:  # running from a source tree that was not installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+    raise AttributeError(f"module 'mimicry' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 :func:`plan_run` chooses and prepares the dataset (a row store every process reads cheaply),
 selects the samples, resolves the host (and decides on the embedded server when no Ollama
-answers), preflights the server, the model and the judge model, and sizes ``num_ctx``. The
+answers), preflights the server, the model and the judge model, and sizes ``num_ctx`` (one value
+for the whole run, so a real Ollama never reloads the model between requests). The
 resulting :class:`RunPlan` is plain data: the plugin hands it to xdist workers through
 ``workerinput``, so workers never preflight, start servers or choose samples themselves.
 This module imports neither pytest nor ollama.
@@ -19,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from mimicry import __version__
 from mimicry.exitcodes import ExitStatus
 from mimicry.settings import Backend, Settings
 
@@ -75,7 +75,7 @@ class RunPlan:
     concurrency: int
     judge: dict[str, Any] | None = None  # {"model", "model_info"} with --judge-model
     embedded: dict[str, Any] | None = None  # how to start the embedded server, when it is used
-    package_version: str = __version__
+    package_version: str = field(default_factory=lambda: _package_version())
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -117,8 +117,14 @@ class RunPlan:
         }
 
 
+def _package_version() -> str:
+    import mimicry
+
+    return str(mimicry.__version__)
+
+
 def size_num_ctx(longest_prompt_chars: int, num_predict: int, context_length: int | None) -> int:
-    """A context window for the longest row and a full reply, within the model's."""
+    """A context window for the longest selected row and a full reply, within the model's."""
     needed = (
         math.ceil(longest_prompt_chars / CHARS_PER_TOKEN_ESTIMATE)
         + num_predict
@@ -191,6 +197,10 @@ def plan_run(
             seed=settings.sample_seed,
             sample_ids=settings.sample_ids,
         )
+        # the window fits the selected rows; a stored reply is reused by any run whose window
+        # would have held its whole exchange (mimicry.run.replies.reusable), so the selection
+        # decides the window without deciding which replies are reused
+        longest = rows.longest_of(indices)  # an unreadable selected row is a clear error here
     except DatasetError as exc:
         raise usage_error(str(exc)) from None
     try:
@@ -220,7 +230,6 @@ def plan_run(
         "cache_mode": settings.response_cache_mode.value,
         "num_ctx_source": "option" if settings.num_ctx else "auto",
     }
-    longest = rows.longest
     if dry_run:
         num_ctx = settings.num_ctx or size_num_ctx(longest, settings.num_predict, None)
         plan = RunPlan(
