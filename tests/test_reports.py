@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from mimicry.core.behaviors import BEHAVIORS
 from mimicry.core.compare import Comparison, compare_reports
 from mimicry.core.gates import evaluate_gates, parse_gate, parse_regression
 from mimicry.reports import excerpt, safe_text
+from mimicry.reports.explorer import EXPLORER_SCRIPT, script_hash
 from mimicry.reports.html import rate_by_prompt_length, render_html, write_html
 from mimicry.reports.markdown import (
     STEP_SUMMARY_ENV,
@@ -24,7 +24,7 @@ from mimicry.reports.markdown import (
     render_markdown,
     write_markdown,
 )
-from tests.core.test_compare import make_report, make_sample
+from tests.reports.factory import BEHAVIORS, make_report, make_sample
 
 MEGABYTE_REPLY = "{'id': " + "x" * 1_000_000 + "}"
 HOSTILE_REPLIES = [
@@ -142,7 +142,7 @@ def test_markdown_with_hostile_replies_stays_escaped_and_small(
     assert "\\u202e" in md
     assert "\u202e" not in md
     table_rows = [line for line in md.splitlines() if line.startswith("| ")]
-    flips = md.split("### Flipped samples", 1)[1]
+    flips = md.split("### Flipped samples", 1)[1].split("###", 1)[0]
     flip_rows = [line for line in flips.splitlines() if line.startswith("|")]
     # every behavior flipped on every hostile sample; a reply's newlines added no row
     assert len(flip_rows) == 2 + len(BEHAVIORS) * len(HOSTILE_REPLIES)
@@ -158,9 +158,10 @@ def test_markdown_without_comparison_is_just_the_run() -> None:
     md = render_markdown(report)
 
     assert md.startswith("## mimicry: qwen2:0.5b (ollama)\n")
+    assert "INCOMPLETE" not in md
     assert "Comparison" not in md
     assert "Gates" not in md
-    assert "Key preservation: id 100.0%" in md
+    assert "Key preservation: id" in md
 
 
 def test_step_summary_is_appended_when_the_variable_is_set(tmp_path: Path) -> None:
@@ -226,7 +227,11 @@ def test_html_is_well_formed_self_contained_and_has_four_charts(page: str) -> No
 
     tags = [t for t, _ in parser.tags]
     assert parser.open == []
-    assert "script" not in tags
+    scripts = [attrs for tag, attrs in parser.tags if tag == "script"]
+    # one executable script (the explorer, allowed by its hash), the rest inert data blocks
+    assert [a for a in scripts if a.get("type") != "application/x-mimicry"] == [{}]
+    assert page.count(f"<script>{EXPLORER_SCRIPT}</script>") == 1
+    assert f"script-src {script_hash()}" in page
     assert "img" not in tags
     assert "link" not in tags
     assert tags.count("svg") == 4  # rates, side by side, differences, by prompt length
@@ -247,7 +252,7 @@ def test_html_is_well_formed_self_contained_and_has_four_charts(page: str) -> No
 
 def test_html_with_hostile_replies_stays_escaped_and_small(page: str) -> None:
     page.encode("utf-8")
-    assert len(page) < 400_000  # four charts and excerpts, not the 1 MB reply
+    assert len(page) < 600_000  # four charts, excerpts and the explorer, not the 1 MB reply
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page
     assert "evil&lt;b&gt;|`model`\\udc80" in page
     assert "\\udc80" in page
@@ -344,5 +349,6 @@ def test_html_renders_its_charts_in_headless_chromium(page: str, tmp_path: Path)
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
     assert dom.count("<svg") == 4, dom[:2000]
-    assert "<script" not in dom
+    assert dom.count("<script>") == 1  # the explorer; every other script element is a data block
+    assert re.findall(r"<script(?: [^>]*)?>", dom).count("<script>") == 1
     assert "&lt;script&gt;alert" in dom  # the reply is text in the rendered DOM, not markup

@@ -126,13 +126,18 @@ def first_replies(report: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def run_headline(report: Mapping[str, Any]) -> tuple[str, str]:
-    """The report's title and a one-line description of the run (not yet escaped)."""
+    """The report's title and a one-line description of the run (not yet escaped).
+
+    The description starts with ``INCOMPLETE RUN`` when the run did not finish, and counts the
+    samples as judged of planned, never the planned ones alone.
+    """
     run = report.get("run") or {}
     model = run.get("model", "?")
     backend = run.get("backend")
     title = f"mimicry: {model}" + (f" ({backend})" if backend else "")
     dataset = (run.get("dataset") or {}).get("id_or_path", "?")
-    parts = [f"{len({str(s.get('id')) for s in report.get('samples') or []})} samples of {dataset}"]
+    counts = sample_counts(report)
+    parts = [f"{dataset}: {counts.described()}"]
     options = run.get("options") or {}
     if "num_ctx" in options:
         parts.append(f"num_ctx {options['num_ctx']}")
@@ -140,9 +145,221 @@ def run_headline(report: Mapping[str, Any]) -> tuple[str, str]:
         parts.append(f"{run['duration_s']:.1f}s")
     if run.get("started_at"):
         parts.append(f"started {run['started_at']}")
+    headline = ", ".join(parts)
     if run.get("complete") is False:
-        parts.append("INCOMPLETE")
-    return title, ", ".join(parts)
+        headline = f"INCOMPLETE RUN: {headline}"
+    return title, headline
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    """How many samples a run planned, got a result for (a reply or an error), and judged (at
+    least one verdict shown or not shown)."""
+
+    planned: int | None
+    with_result: int
+    judged: int
+    errors: int
+
+    def described(self) -> str:
+        """``"3 of 32 planned samples judged"``, or ``"32 samples judged"`` when all were."""
+        if self.planned is not None and self.judged != self.planned:
+            return f"{self.judged:,} of {self.planned:,} planned samples judged"
+        return f"{self.judged:,} samples judged"
+
+
+def sample_counts(report: Mapping[str, Any]) -> SampleCounts:
+    """The run's sample counts (repeats count as samples)."""
+    run = report.get("run") or {}
+    ids = (run.get("dataset") or {}).get("sample_ids")
+    repeat = run.get("repeat")
+    planned = None
+    if isinstance(ids, list):
+        planned = len(ids) * (repeat if isinstance(repeat, int) and repeat > 1 else 1)
+    samples = [s for s in report.get("samples") or [] if isinstance(s, Mapping)]
+    judged = sum(
+        1
+        for s in samples
+        if s.get("status") != "error"
+        and any(v is not None for v in (s.get("behaviors") or {}).values())
+    )
+    errors = sum(1 for s in samples if s.get("status") == "error")
+    return SampleCounts(planned, len(samples), judged, errors)
+
+
+def completeness(report: Mapping[str, Any]) -> str | None:
+    """None for a complete run; else why it is not, with the counts (not yet escaped)."""
+    run = report.get("run") or {}
+    if run.get("complete") is not False:
+        return None
+    counts = sample_counts(report)
+    reason = run.get("incomplete_reason") or "not every planned sample was evaluated"
+    planned = f" of {counts.planned:,} planned" if counts.planned is not None else ""
+    return (
+        f"{reason}: {counts.with_result:,}{planned} samples have a result and "
+        f"{counts.judged:,} were judged ({counts.errors:,} without a reply); every rate covers "
+        "the judged samples only"
+    )
+
+
+def measures(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The report's raw measures (``measures``; ``metrics`` in schema 1)."""
+    found = report.get("measures")
+    if not isinstance(found, Mapping):
+        found = report.get("metrics")
+    return found if isinstance(found, Mapping) else {}
+
+
+def sample_measures(sample: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A sample's measures (``measures``; ``metrics`` in schema 1)."""
+    found = sample.get("measures")
+    if not isinstance(found, Mapping):
+        found = sample.get("metrics")
+    return found if isinstance(found, Mapping) else {}
+
+
+def behavior_names(report: Mapping[str, Any]) -> list[str]:
+    """Every behavior the run measured or registered: the table's rows, then the run's list of
+    behaviors, then any verdict a sample carries, each once, in that order."""
+    names: dict[str, None] = {}
+    for name in report.get("behaviors") or {}:
+        names[str(name)] = None
+    for name in ((report.get("run") or {}).get("behaviors")) or {}:
+        names[str(name)] = None
+    for sample in report.get("samples") or []:
+        if isinstance(sample, Mapping):
+            for name in sample.get("behaviors") or {}:
+                names[str(name)] = None
+    return list(names)
+
+
+#: The row of a behavior the run registered but judged nowhere.
+EMPTY_ROW: Mapping[str, Any] = {
+    "n": 0,
+    "passed": 0,
+    "rate": None,
+    "ci95": None,
+    "null": 0,
+    "errors": 0,
+}
+
+
+def behavior_rows(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """One row per behavior (see :func:`behavior_names`): the report's, or an empty one."""
+    rows = report.get("behaviors") or {}
+    return {
+        name: rows[name] if isinstance(rows.get(name), Mapping) else EMPTY_ROW
+        for name in behavior_names(report)
+    }
+
+
+def behavior_definition(report: Mapping[str, Any], name: str) -> str | None:
+    """A behavior's definition as the report recorded it (None for a user's own test)."""
+    info = ((report.get("run") or {}).get("behaviors") or {}).get(name)
+    if isinstance(info, Mapping) and isinstance(info.get("definition"), str):
+        return str(info["definition"])
+    return None
+
+
+def display_host(host: object) -> str:
+    """A server address fit to show: no user, password or query (a key may hide there)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = str(host)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "(unparsable address)"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the run was, as (label, value) pairs of plain text (not yet escaped): model and
+    digest, backend, host, options, prompt template, dataset and selection, versions, timing
+    and completeness. Credentials never appear (see :func:`display_host`)."""
+    run = report.get("run") or {}
+    facts: list[tuple[str, str]] = []
+
+    def add(label: str, value: object) -> None:
+        if value is not None and value != "" and value != []:
+            facts.append((label, str(value)))
+
+    add("model", run.get("model"))
+    add("model digest", run.get("model_digest"))
+    info = run.get("model_info")
+    if isinstance(info, Mapping):
+        details = [
+            f"{key} {info[key]}"
+            for key in ("family", "parameter_size", "quantization", "context_length")
+            if info.get(key) is not None
+        ]
+        add("model details", ", ".join(details))
+        add("server version", info.get("server_version"))
+    add("judge model", run.get("judge_model"))
+    add("backend", run.get("backend"))
+    hosts = run.get("hosts")
+    if isinstance(hosts, list) and len(hosts) > 1:
+        add("hosts", ", ".join(display_host(h) for h in hosts))
+    elif run.get("host"):
+        add("host", display_host(run["host"]))
+    options = run.get("options")
+    if isinstance(options, Mapping):
+        shown = ", ".join(f"{key} {value}" for key, value in options.items())
+        if run.get("num_ctx_source"):
+            shown += f" (num_ctx: {run['num_ctx_source']})"
+        add("options", shown)
+    add("prompt template", run.get("prompt_template"))
+    dataset = run.get("dataset")
+    if isinstance(dataset, Mapping):
+        described = str(dataset.get("label") or dataset.get("id_or_path") or "?")
+        if dataset.get("n_rows") is not None:
+            described += (
+                f", {dataset['n_rows']:,} rows"
+                if isinstance(dataset["n_rows"], int)
+                else f", {dataset['n_rows']} rows"
+            )
+        add("dataset", described)
+        ids = dataset.get("sample_ids")
+        if isinstance(ids, list):
+            repeat = run.get("repeat")
+            times = f" x {repeat} repeats" if isinstance(repeat, int) and repeat > 1 else ""
+            add("selection", f"{len(ids):,} samples{times}")
+    add("response cache", run.get("response_cache_mode"))
+    add("concurrency", run.get("concurrency"))
+    versions = []
+    if run.get("package_version"):
+        versions.append(f"mimicry-evals {run['package_version']}")
+    if run.get("detectors_version") is not None:
+        versions.append(f"detectors v{run['detectors_version']}")
+    versions.append(f"report schema {report.get('schema_version', '?')}")
+    add("versions", ", ".join(versions))
+    add("run id", run.get("run_id"))
+    add("started", run.get("started_at"))
+    if isinstance(run.get("duration_s"), int | float):
+        add("duration", _duration(float(run["duration_s"])))
+    counts = sample_counts(report)
+    state = "complete" if run.get("complete") is not False else "INCOMPLETE"
+    add(
+        "completeness",
+        f"{state}: {counts.described()}"
+        + (f", {counts.errors:,} without a reply" if counts.errors else "")
+        + (f", exit status {run['exit_status']}" if run.get("exit_status") is not None else ""),
+    )
+    notes = run.get("notes")
+    if isinstance(notes, list) and notes:
+        add("notes", "; ".join(str(n) for n in notes))
+    return facts
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def pct(value: float | None) -> str:

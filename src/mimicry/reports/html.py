@@ -1,9 +1,12 @@
-"""One self-contained HTML page per run: tables, gate outcomes, flipped samples and plots.
+"""One self-contained HTML page per run: run metadata, tables, gate outcomes, flipped samples,
+plots, and the sample explorer.
 
-The plots are drawn with matplotlib (imported only when a page is rendered) and inlined as SVG,
-so the file needs no network, no script and no other file: it can be attached to a CI run and
-opened anywhere. A Content-Security-Policy in the page forbids scripts and remote resources, a
-second line of defence behind the escaping of every untrusted string with ``html.escape``.
+The plots are drawn with matplotlib (imported only when a page is rendered) and inlined as SVG;
+the explorer (:mod:`mimicry.reports.explorer`) is one inline script reading compressed data
+blocks. The file needs no network and no other file: it can be attached to a CI run and opened
+anywhere. A Content-Security-Policy in the page allows that one script (by its hash) and forbids
+every other script and every remote resource, a second line of defence behind the escaping of
+every untrusted string (``html.escape`` here, ``textContent`` in the explorer).
 
 Plots: the behavior rates with their 95% intervals; with a baseline, baseline vs current side
 by side on the paired samples and the paired differences with their intervals; and the rate of
@@ -27,12 +30,17 @@ from mimicry.reports import (
     EXCERPT_CHARS,
     LONG_EXCERPT_CHARS,
     MAX_FLIPPED,
+    behavior_definition,
+    behavior_rows,
+    completeness,
     excerpt,
     flipped_samples,
     interval,
+    measures,
     pct,
     points,
     points_interval,
+    run_facts,
     run_headline,
 )
 
@@ -49,7 +57,7 @@ _BEHAVIOR_COLORS = ("#1f5fa8", "#d9731a", "#2a9d5c", "#b03a5b", "#6b4fa0", "#8c6
 # matplotlib's SVG metadata, all left out: no date (the same input gives the same page) and no
 # RDF block naming remote vocabularies
 _SVG_METADATA = ("Date", "Creator", "Format", "Type")
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src {script}"
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #1d1d1d; }
@@ -65,6 +73,10 @@ figure svg { max-width: 100%; height: auto; }
 pre { white-space: pre-wrap; word-break: break-all; background: #f6f6f6; padding: .5em;
       max-height: 20em; overflow: auto; margin: .3em 0; }
 details summary { cursor: pointer; }
+.incomplete { background: #a1161b; color: #fff; padding: .7em 1em; border-radius: 4px;
+              font-size: 1.05em; margin: .8em 0; }
+dl.run { display: grid; grid-template-columns: max-content 1fr; gap: .15em 1em; margin: .5em 0; }
+dl.run dt { color: #555; } dl.run dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 
@@ -130,17 +142,27 @@ def render_html(
     max_flipped: int = MAX_FLIPPED,
 ) -> str:
     """The HTML page of ``report`` (with the comparison and gate outcomes when given)."""
+    from mimicry.reports.explorer import EXPLORER_STYLE, render_explorer, script_hash
+
     title, headline = run_headline(report)
-    behaviors = [str(name) for name in (report.get("behaviors") or {})]
+    csp = _CSP.format(script=script_hash())
+    rows = behavior_rows(report)
+    behaviors = list(rows)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{_STYLE}{EXPLORER_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        f"<p>{esc(headline, 400)}</p>",
     ]
+    incomplete = completeness(report)
+    if incomplete is not None:
+        parts.append(
+            f'<div class="incomplete" role="alert"><strong>INCOMPLETE RUN.</strong> '
+            f"{esc(incomplete, 600)}</div>"
+        )
+    parts.append(f"<p>{esc(headline, 400)}</p>")
     if outcomes:
         failed = sum(1 for o in outcomes if not o.passed)
         parts.append(
@@ -164,10 +186,10 @@ def render_html(
                 f"<td>{esc(outcome.message, 1000)}</td></tr>"
             )
         parts.append("</table>")
-    parts += ["<h2>Behaviors</h2>", _behavior_table(report)]
+    parts += ["<h2>Behaviors</h2>", _behavior_table(report, rows)]
     parts.append(
         _figure(
-            _rates_chart(report),
+            _rates_chart(rows),
             "Behavior rates with their 95% Wilson intervals (judged samples only; nulls and "
             "errors are left out).",
         )
@@ -200,6 +222,8 @@ def render_html(
         )
     if comparison is not None:
         parts += _flipped_section(comparison, baseline, report, max_flipped)
+    parts += ["<h2>Run</h2>", _run_section(report)]
+    parts.append(render_explorer(report, comparison))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -215,30 +239,55 @@ def write_html(path: str | os.PathLike[str], page: str) -> Path:
 # -- tables --------------------------------------------------------------------------------------
 
 
-def _behavior_table(report: Mapping[str, Any]) -> str:
+def _behavior_table(report: Mapping[str, Any], behavior_rows: Mapping[str, Any]) -> str:
     rows = [
         "<table><tr><th>behavior</th><th>judged</th><th>passed</th><th>rate</th>"
         "<th>95% CI</th><th>null</th><th>errors</th></tr>"
     ]
-    for name, row in (report.get("behaviors") or {}).items():
+    for name, row in behavior_rows.items():
         rows.append(
             f"<tr><td>{esc(name)}</td>{_num(row.get('n', 0))}{_num(row.get('passed', 0))}"
             f"{_num(pct(row.get('rate')))}<td>{interval(row.get('ci95'))}</td>"
             f"{_num(row.get('null', 0))}{_num(row.get('errors', 0))}</tr>"
         )
-    raw = (report.get("metrics") or {}).get("shorter_than_input")
-    if isinstance(raw, Mapping) and raw.get("n"):
-        rows.append(
-            "<tr><td>shorter_than_input <span class=note>(raw: len(reply) &lt; len(record))"
-            f"</span></td>{_num(raw['n'])}{_num(raw.get('passed', 0))}{_num(pct(raw.get('rate')))}"
-            f"<td>{interval(raw.get('ci95'))}</td><td></td><td></td></tr>"
-        )
+    for name, raw in measures(report).items():
+        if isinstance(raw, Mapping) and raw.get("n"):
+            rows.append(
+                f"<tr><td>{esc(name)} <span class=note>(raw measure)</span></td>"
+                f"{_num(raw['n'])}{_num(raw.get('passed', 0))}{_num(pct(raw.get('rate')))}"
+                f"<td>{interval(raw.get('ci95'))}</td><td></td><td></td></tr>"
+            )
     rows.append("</table>")
     keys = report.get("key_preservation") or {}
     if keys:
         kept = ", ".join(f"{esc(k, 40)} {pct(v)}" for k, v in keys.items())
         rows.append(f"<p>Key preservation: {kept}</p>")
+    definitions = []
+    for name in behavior_rows:
+        meaning = behavior_definition(report, name)
+        definitions.append(
+            f"<dt>{esc(name)}</dt><dd>"
+            + (
+                esc(meaning, 2000)
+                if meaning is not None
+                else '<span class="note">your own behavior test (no built-in definition)</span>'
+            )
+            + "</dd>"
+        )
+    if definitions:
+        rows.append(
+            "<details><summary>What each behavior means</summary><dl>"
+            + "".join(definitions)
+            + "</dl></details>"
+        )
     return "\n".join(rows)
+
+
+def _run_section(report: Mapping[str, Any]) -> str:
+    items = "".join(
+        f"<dt>{esc(label)}</dt><dd>{esc(value, 600)}</dd>" for label, value in run_facts(report)
+    )
+    return f'<dl class="run">{items}</dl>'
 
 
 def _comparison_table(comparison: Comparison) -> str:
@@ -367,13 +416,9 @@ def _error_bars(estimates: Sequence[RateEstimate]) -> tuple[list[float], list[li
     return values, [below, above]
 
 
-def _report_estimates(report: Mapping[str, Any]) -> tuple[list[str], list[RateEstimate]]:
-    rows = (report.get("behaviors") or {}).items()
-    return [str(name) for name, _ in rows], [RateEstimate.from_row(row) for _, row in rows]
-
-
-def _rates_chart(report: Mapping[str, Any]) -> str:
-    names, estimates = _report_estimates(report)
+def _rates_chart(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    names = [str(name) for name in rows]
+    estimates = [RateEstimate.from_row(row) for row in rows.values()]
     fig = _new_figure(7.5, 0.5 + 0.55 * max(1, len(names)))
     ax = fig.add_subplot()
     values, err = _error_bars(estimates)

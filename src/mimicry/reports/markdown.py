@@ -1,5 +1,11 @@
-"""The Markdown summary of a run: behavior table, comparison with a baseline, gate outcomes and
-the top flipped samples. Written for GitHub (``$GITHUB_STEP_SUMMARY``) and readable as text.
+"""The Markdown summary of a run: behavior table, comparison with a baseline, gate outcomes, the
+top flipped samples, a short excerpt or two per behavior, and the run's metadata. Written for
+GitHub (``$GITHUB_STEP_SUMMARY``) and readable as text.
+
+Its size does not grow with the number of samples: every list is cut (:data:`MAX_FLIPPED` flips
+per behavior and direction, :data:`EXAMPLES_PER_BEHAVIOR` excerpts per behavior, ids lists to
+ten), and a summary still over :data:`MAX_SUMMARY_CHARS` (GitHub shows at most 1 MiB of a
+step's summary) loses its excerpts and flipped samples first, saying so.
 
 Every piece of untrusted text goes through :func:`md_text`: made safe and cut first, then HTML
 metacharacters become entities and Markdown punctuation is backslash-escaped, so a reply cannot
@@ -18,19 +24,27 @@ from mimicry.core.gates import GateOutcome
 from mimicry.reports import (
     EXCERPT_CHARS,
     MAX_FLIPPED,
+    behavior_rows,
+    completeness,
     excerpt,
     flipped_samples,
     interval,
+    measures,
     pct,
     points,
     points_interval,
+    run_facts,
     run_headline,
 )
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
-#: Characters of an excerpt of a reply in the flipped-samples table.
+#: Characters of an excerpt of a reply in the flipped-samples and examples tables.
 MD_EXCERPT_CHARS = 80
+#: Example samples per behavior: one that shows it and one that does not.
+EXAMPLES_PER_BEHAVIOR = 2
+#: GitHub shows at most 1 MiB of a step summary; the summary stays well under it.
+MAX_SUMMARY_CHARS = 500_000
 
 # CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that start
 # inline markup in GitHub Markdown: cell ends, code spans, emphasis, links, math, strikethrough.
@@ -58,7 +72,11 @@ def render_markdown(
     ``baseline`` (the baseline report) only supplies the baseline replies of flipped samples.
     """
     title, headline = run_headline(report)
-    lines = [f"## {md_text(title)}", "", md_text(headline, 400)]
+    lines = [f"## {md_text(title)}", ""]
+    incomplete = completeness(report)
+    if incomplete is not None:
+        lines += [f"> ⛔ **INCOMPLETE RUN:** {md_text(incomplete, 600)}", ""]
+    lines.append(md_text(headline, 400))
     if outcomes:
         failed = sum(1 for o in outcomes if not o.passed)
         verdict = (
@@ -79,24 +97,99 @@ def render_markdown(
         for outcome in sorted(outcomes, key=lambda o: o.passed):
             mark = "❌ failed" if not outcome.passed else "✅ passed"
             lines.append(f"| {mark} | {md_text(outcome.gate)} | {md_text(outcome.message, 1000)} |")
-    if comparison is not None:
-        flips = flipped_samples(comparison, baseline, report, max_flipped)
-        if flips:
-            lines += [
-                "",
-                "### Flipped samples",
-                "",
-                "| behavior | sample | flip | baseline reply | current reply |",
-                "|---|---|---|---|---|",
-            ]
-            for flip in flips:
-                lines.append(
-                    f"| {md_text(flip.behavior)} | {md_text(flip.sample_id, 40)} "
-                    f"| {md_text(flip.direction)} "
-                    f"| {md_text(flip.baseline_reply, MD_EXCERPT_CHARS)} "
-                    f"| {md_text(flip.current_reply, MD_EXCERPT_CHARS)} |"
-                )
-    return "\n".join(lines) + "\n"
+    flips = _flipped_section(report, comparison, baseline, max_flipped)
+    examples = _examples_section(report)
+    run = ["", "### Run", "", "| | |", "|---|---|"] + [
+        f"| {md_text(label)} | {md_text(value, 300)} |" for label, value in run_facts(report)
+    ]
+    text = "\n".join(lines + flips + examples + run) + "\n"
+    if len(text) > MAX_SUMMARY_CHARS:
+        note = [
+            "",
+            f"_The flipped samples and the examples were left out to keep this summary under "
+            f"{MAX_SUMMARY_CHARS:,} characters; the HTML report has every sample._",
+        ]
+        text = "\n".join(lines + note + run) + "\n"
+    return text
+
+
+def _flipped_section(
+    report: Mapping[str, Any],
+    comparison: Comparison | None,
+    baseline: Mapping[str, Any] | None,
+    max_flipped: int,
+) -> list[str]:
+    if comparison is None:
+        return []
+    flips = flipped_samples(comparison, baseline, report, max_flipped)
+    if not flips:
+        return []
+    lines = [
+        "",
+        "### Flipped samples",
+        "",
+        "| behavior | sample | flip | baseline reply | current reply |",
+        "|---|---|---|---|---|",
+    ]
+    for flip in flips:
+        lines.append(
+            f"| {md_text(flip.behavior)} | {md_text(flip.sample_id, 40)} "
+            f"| {md_text(flip.direction)} "
+            f"| {md_text(flip.baseline_reply, MD_EXCERPT_CHARS)} "
+            f"| {md_text(flip.current_reply, MD_EXCERPT_CHARS)} |"
+        )
+    return lines
+
+
+def _examples_section(report: Mapping[str, Any]) -> list[str]:
+    """Per behavior, the first sample that shows it and the first that does not, with the
+    start of its reply and the verdict's explanation."""
+    names = list(behavior_rows(report))
+    keep = 2 * len(names)  # enough candidates to show a different sample in every row
+    candidates: dict[tuple[str, bool], list[Mapping[str, Any]]] = {
+        (name, verdict): [] for name in names for verdict in (True, False)
+    }
+    open_keys = set(candidates)
+    for sample in report.get("samples") or []:
+        if not open_keys:
+            break
+        if sample.get("status") == "error" or not isinstance(sample.get("reply"), str):
+            continue
+        for name, verdict in (sample.get("behaviors") or {}).items():
+            key = (name, bool(verdict))
+            if verdict is not None and key in open_keys:
+                candidates[key].append(sample)
+                if len(candidates[key]) >= keep:
+                    open_keys.discard(key)
+    found: dict[tuple[str, bool], Mapping[str, Any]] = {}
+    used: set[str] = set()
+    for key, listed in candidates.items():
+        if listed:
+            fresh = [s for s in listed if str(s.get("id")) not in used]
+            found[key] = (fresh or listed)[0]
+            used.add(str(found[key].get("id")))
+    if not found:
+        return []
+    lines = [
+        "",
+        "### Examples",
+        "",
+        "| behavior | verdict | sample | reply (start) | why |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        for verdict in (True, False)[:EXAMPLES_PER_BEHAVIOR]:
+            sample = found.get((name, verdict))
+            if sample is None:
+                continue
+            why = (sample.get("explanations") or {}).get(name)
+            lines.append(
+                f"| {md_text(name)} | {'shown' if verdict else 'not shown'} "
+                f"| {md_text(sample.get('id'), 40)} "
+                f"| {md_text(sample.get('reply'), MD_EXCERPT_CHARS)} "
+                f"| {md_text(why, 160) if why else ''} |"
+            )
+    return lines
 
 
 def _behavior_table(report: Mapping[str, Any]) -> list[str]:
@@ -104,18 +197,18 @@ def _behavior_table(report: Mapping[str, Any]) -> list[str]:
         "| behavior | judged | passed | rate | 95% CI | null | errors |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
-    for name, row in (report.get("behaviors") or {}).items():
+    for name, row in behavior_rows(report).items():
         lines.append(
             f"| {md_text(name)} | {row.get('n', 0)} | {row.get('passed', 0)} | "
             f"{pct(row.get('rate'))} | {interval(row.get('ci95'))} | {row.get('null', 0)} | "
             f"{row.get('errors', 0)} |"
         )
-    raw = (report.get("metrics") or {}).get("shorter_than_input")
-    if isinstance(raw, Mapping) and raw.get("n"):
-        lines.append(
-            f"| shorter\\_than\\_input (raw: len(reply) &lt; len(record)) | {raw['n']} | "
-            f"{raw.get('passed', 0)} | {pct(raw.get('rate'))} | {interval(raw.get('ci95'))} | | |"
-        )
+    for name, raw in measures(report).items():
+        if isinstance(raw, Mapping) and raw.get("n"):
+            lines.append(
+                f"| {md_text(name)} (raw measure) | {raw['n']} | {raw.get('passed', 0)} | "
+                f"{pct(raw.get('rate'))} | {interval(raw.get('ci95'))} | | |"
+            )
     keys = report.get("key_preservation") or {}
     if keys:
         kept = ", ".join(f"{md_text(k, 40)} {pct(v)}" for k, v in keys.items())
