@@ -1,4 +1,5 @@
-"""Running the real eval suite (evals/ and conftest.py of this repo) under pytester."""
+"""Running the real eval suite (this repo's evals/) under pytester, as users run it, against
+the project's fake Ollama server (real HTTP, Ollama's wire format)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-import datasets  # noqa: F401 - see below
 import pytest
 import scipy.stats  # noqa: F401 - see below
 
+from mimicry.testing import FakeModel, FakeOllama
 from tests.conftest import REAL_ROWS_JSONL, REPO_ROOT
-from tests.fake_ollama import FakeOllama
 
-# pytester's in-process runs unload the modules they imported, and some cannot be imported twice
-# in one process (pyarrow extension types that datasets registers; numpy's C modules, which
-# scipy.stats brings): both are imported here, once, before any in-process run.
+# pytester's in-process runs unload the modules they imported, and numpy's C modules (which
+# scipy.stats, used for McNemar's test, brings) cannot be imported twice in one process: it is
+# imported here, once, before any in-process run.
 
 # A few short real rows keep these tests fast; the ids are those of the shared sample.
 SHORT_SAMPLE_IDS = "887722,1594211,1404102,933555,587904"
+N_SAMPLES = len(SHORT_SAMPLE_IDS.split(","))
+#: The built-in behaviors that run without a judge model.
+BUILT_IN = ("copies_braces", "preserves_keys", "rewrites_prompt", "truncates", "changes_id")
 
 
 @pytest.fixture
@@ -35,18 +38,19 @@ class Suite:
     def __init__(self, pytester: pytest.Pytester) -> None:
         self.pytester = pytester
         shutil.copytree(REPO_ROOT / "evals", pytester.path / "evals")
-        # The repo's conftest, made to find the repo's `fixtures` package from the pytester
-        # directory (there, xdist workers inherit the sys.path of the process running pytester,
-        # which need not hold the repo root).
-        conftest = (REPO_ROOT / "conftest.py").read_text()
-        (pytester.path / "conftest.py").write_text(
-            f"import sys\n\nsys.path.insert(0, {str(REPO_ROOT)!r})\n{conftest}"
-        )
         pytester.makeini("[pytest]\n")
 
-    def run(self, *args: str, xdist: bool = False) -> pytest.RunResult:
+    def add_behavior(self, name: str, source: str) -> None:
+        """A user's own behavior test in the eval suite's directory."""
+        (self.pytester.path / "evals" / f"test_{name}.py").write_text(source)
+
+    def run(self, *args: str, xdist: bool = False, subprocess: bool = False) -> pytest.RunResult:
+        """Run the suite: in this process (fast), or in a child process (``subprocess``: for
+        what only a real process shows, such as its exit status with nothing printed before)."""
         dist = ["-n", "2"] if xdist else ["-p", "no:xdist"]
-        return self.pytester.runpytest("evals", *dist, "-p", "no:randomly", *args)
+        if subprocess:
+            return self.pytester.runpytest_subprocess("evals", *dist, *args, timeout=300)
+        return self.pytester.runpytest("evals", *dist, *args)
 
     def report(self, name: str = "r.json") -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.pytester.path / name).read_text())
@@ -55,17 +59,19 @@ class Suite:
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Suite:
-    """The eval suite in a fresh directory; xdist workers find ``fixtures`` via PYTHONPATH."""
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    """The eval suite in a fresh directory, with no Ollama settings from the environment."""
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
     return Suite(pytester)
 
 
-def dataset_args(fake: FakeOllama, *extra: str, ids: str = SHORT_SAMPLE_IDS) -> list[str]:
+def dataset_args(
+    fake: FakeOllama, *extra: str, ids: str = SHORT_SAMPLE_IDS, model: FakeModel | None = None
+) -> list[str]:
     return [
         f"--ollama-host={fake.url}",
-        f"--model={fake.model}",
+        f"--model={(model or fake.model).name}",
         f"--dataset={REAL_ROWS_JSONL}",
         f"--sample-ids={ids}",
         *extra,
@@ -74,11 +80,13 @@ def dataset_args(fake: FakeOllama, *extra: str, ids: str = SHORT_SAMPLE_IDS) -> 
 
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """The parts of a report that must not depend on xdist, timing or the cache."""
-    samples = [{k: v for k, v in s.items() if k not in {"cached"}} for s in report["samples"]]
+    samples = [{k: v for k, v in s.items() if k != "cached"} for s in report["samples"]]
     return {
         "behaviors": report["behaviors"],
+        "measures": report["measures"],
         "key_preservation": report["key_preservation"],
         "samples": samples,
+        "records": report["records"],
         "options": report["run"]["options"],
         "sample_ids": report["run"]["dataset"]["sample_ids"],
     }

@@ -78,6 +78,18 @@ class RunResults:
         """Samples without a reply."""
         return sum(1 for s in self.samples.values() if s.get("status") == "error")
 
+    @property
+    def test_error_count(self) -> int:
+        """Behavior tests that raised on a sample that had its reply (a broken test, not a
+        measurement and not the server's doing)."""
+        return sum(
+            1
+            for key, outcomes in self.outcomes.items()
+            if self.samples.get(key, {}).get("status") == "ok"
+            for outcome, _ in outcomes.values()
+            if outcome == "error"
+        )
+
     def behaviors(self) -> list[str]:
         """The behaviors measured: the built-in ones in their order, then the others by name."""
         names = set(self.detectors)

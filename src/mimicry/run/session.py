@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -118,6 +120,7 @@ class EvalRun:
         self._consecutive_errors = 0
         self._started = time.monotonic()
         self._client: Any = None
+        self._run_cache: Path | None = None
 
     # -- building ---------------------------------------------------------------------------
 
@@ -136,6 +139,12 @@ class EvalRun:
             settings, cache_dir=cache_dir, workers=workers, environ=environ, dry_run=dry_run
         )
         run = cls(settings, planned.plan, planned.rows, controller=True, dry_run=dry_run)
+        if cache_dir is None and not dry_run:
+            # no reuse across runs (--response-cache-mode off, or no pytest cache to keep replies
+            # in): the run's processes still share one cache, so each sample is asked once, and
+            # it is deleted at the end
+            run._run_cache = Path(tempfile.mkdtemp(prefix=f"mimicry-{run.plan.run_id}-"))
+            run.plan = replace(run.plan, cache_dir=str(run._run_cache))
         if not dry_run and run.needs_server():
             # started before any test, so that every process finds its URL in the plan
             url = run.ensure_server()
@@ -468,7 +477,8 @@ class EvalRun:
     def finish(self, *, interrupted: bool, other_failures: int) -> Finished:
         """Build the report, compare it with the baseline, gate it and write the files.
 
-        ``other_failures``: failed tests outside the eval suite (they keep the status non-zero).
+        ``other_failures``: failed tests outside the eval suite. They, a behavior test that
+        raised (not a measurement), and a failed gate make the status 1.
         Returns the status the run calls for (None: the test runner's own stands).
         """
         self._stop_prefetch.set()
@@ -511,14 +521,17 @@ class EvalRun:
             finished.status = None  # pytest's own 2
         elif over_budget:
             finished.status = ExitStatus.ERROR_BUDGET_EXCEEDED
-        elif other_failures or gates_failed:
+        elif other_failures or gates_failed or self.results.test_error_count:
             finished.status = ExitStatus.GATE_FAILED
         else:
             finished.status = ExitStatus.OK
+        final = ExitStatus.INTERRUPTED if finished.status is None else finished.status
+        report["run"]["exit_status"] = int(final)
         self._write_reports(finished)
         if finished.problems:
+            # the files that were written say the status the run had until then
             finished.status = ExitStatus.REPORT_NOT_WRITTEN
-        run["exit_status"] = None if finished.status is None else int(finished.status)
+            report["run"]["exit_status"] = int(finished.status)
         self._forget_failures()
         return finished
 
@@ -609,6 +622,9 @@ class EvalRun:
             if self._server is not None:
                 self._server.stop()
                 self._server = None
+        if self._run_cache is not None:
+            shutil.rmtree(self._run_cache, ignore_errors=True)
+            self._run_cache = None
         close = getattr(self.rows, "close", None)
         if callable(close) and not self.controller:
             close()
