@@ -162,7 +162,7 @@ def test_a_reply_cut_at_num_predict_has_no_truncates_verdict(suite: Suite) -> No
     with FakeOllama(FakeModel(reply=capped)) as fake:
         result = suite.run(*dataset_args(fake, "--report-json=r.json"))
 
-    result.stdout.re_match_lines([rf".* not judged.*"])
+    result.stdout.re_match_lines([r".* not judged.*"])
     report = suite.report()
     assert report["behaviors"]["truncates"] == {
         "n": 0,
