@@ -240,18 +240,27 @@ def _pytest_summary(text: str) -> str:
 
 
 class FakeServer:
-    """``benchmarks/fake_server.py`` as a child process on a free loopback port."""
+    """The package's fake Ollama server (``python -m mimicry.testing.fake_ollama``) as a child
+    process on a free loopback port: a fixed latency per reply, ``slots`` replies at once, and
+    cheap deterministic imitations of the records (``--reply mixed``)."""
 
     def __init__(self, *, latency_ms: float, slots: int, log: Path) -> None:
         self.command = [
             PYTHON,
-            str(BENCH_DIR / "fake_server.py"),
+            "-m",
+            "mimicry.testing.fake_ollama",
+            "--port",
+            "0",
+            "--ready-file",
+            str(log.with_suffix(".url")),
             "--latency-ms",
             str(latency_ms),
             "--slots",
             str(slots),
             "--model",
             FAKE_MODEL,
+            "--reply",
+            "mixed",
         ]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -262,29 +271,38 @@ class FakeServer:
         with self.log.open("wb") as err:
             self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=err)
         assert self.process.stdout is not None
+        # its first line of output is its URL, printed once it accepts connections
         ready, _, _ = select.select([self.process.stdout], [], [], 30)
-        line = self.process.stdout.readline().decode() if ready else ""
-        if not line.startswith("READY "):
+        line = self.process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("http://"):
             self.__exit__()
             raise RuntimeError(f"the fake server did not start: {self.log.read_text()[-2000:]}")
-        self.url = line.split()[1]
+        self.url = line
         return self
 
     def stats(self) -> dict[str, Any]:
-        data: dict[str, Any] = httpx.get(f"{self.url}/_stats", timeout=10).json()
+        """What it served: ``replies``, ``max_in_flight``, ``window_s`` (first request to last
+        reply, in the server's clock), ``requests`` per path."""
+        data: dict[str, Any] = httpx.get(f"{self.url}/_fake/stats", timeout=10).json()
         return data
 
     def reset(self) -> None:
-        httpx.post(f"{self.url}/_reset", timeout=10)
+        httpx.post(f"{self.url}/_fake/reset", timeout=10)
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is None:
+            return
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()  # SIGTERM: it stops cleanly, exit status 0
+                try:
+                    self.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+        finally:
+            self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
 
 
 def bench_env(tmp: Path) -> dict[str, str]:
@@ -410,7 +428,7 @@ def bench_overhead(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     suite_s = statistics.median(m.wall_s for m in suite_runs)
     loop_s = statistics.median(float(m.extra.get("loop_s", "nan")) for m in bare_runs)
     ratio = suite_s / bare_s
-    chats = {m.extra["server"]["chats"] for m in suite_runs}
+    chats = {m.extra["server"]["replies"] for m in suite_runs}
     # where the suite's extra time goes: before pytest's session starts (imports, the plan:
     # preflight, dataset, num_ctx) and per sample inside the session (4 items, 1 request each)
     session_s = statistics.median(_session_seconds(m.summary) for m in suite_runs)
@@ -496,7 +514,7 @@ def bench_concurrency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 m = measure(label, command, cwd=REPO, env=env, log=tmp / f"conc-{i}-{rep}.log")
                 stats = server.stats()
                 window = stats["window_s"] or float("nan")
-                served = stats["chats"] / window
+                served = stats["replies"] / window
                 result = {
                     **m.to_dict(),
                     "server": stats,
@@ -612,7 +630,7 @@ def bench_replay(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 env=env,
                 log=tmp / f"replay-{key.replace(' ', '')}.log",
             )
-            replay.extra["server_chats"] = server.stats()["chats"]
+            replay.extra["server_chats"] = server.stats()["replies"]
             runs[f"replay, {key}"] = replay
     comparisons = []
     for key in ("no xdist", "-n 2"):

@@ -1,7 +1,10 @@
 """The Ollama client wrapper against a real local HTTP server speaking Ollama's wire format.
 
-The response shapes follow Ollama's docs/api.md (``/api/tags``, ``/api/show``, non-streaming
-``/api/chat``). Retries use an injected ``sleep`` that records delays, so no test waits on them.
+Replies whose exact shape matters are pinned here as Ollama's docs/api.md gives them
+(``/api/tags``, ``/api/show``, non-streaming ``/api/chat``), served by pytest-httpserver;
+timeouts, cut bodies and the whole-request deadline are played by the fake Ollama server's fault
+layer (``mimicry.testing``). Retries use an injected ``sleep`` that records delays, so no test
+waits on them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Request
 
 from mimicry.client import (
     DEFAULT_HOST,
@@ -32,6 +35,7 @@ from mimicry.client import (
     auth_headers,
     resolve_host,
 )
+from mimicry.testing import CloseMidBody, FakeModel, FaultyOllama, Hang, Trickle
 
 MODEL = "qwen2:0.5b"
 DIGEST = "6f48b936a09f7743c7ea30e7a8f9e5b9c2e6bd4d2c4e5a1b7b0e0d1c2f3a4b5c"
@@ -505,31 +509,25 @@ def test_chat_model_gone_mid_run_is_model_not_found(
     assert len(chat_requests(httpserver)) == 1
 
 
-def test_chat_timeout_is_retried_then_reported(httpserver: HTTPServer, sleeps: list[float]) -> None:
-    release = threading.Event()
+@pytest.fixture
+def fake() -> Iterator[FaultyOllama]:
+    """The fake Ollama server serving MODEL, for faults scripted by the test."""
+    with FaultyOllama(FakeModel(MODEL, digest=DIGEST)) as server:
+        yield server
 
-    def hang(request: Request) -> Response:
-        release.wait(timeout=10)
-        return Response(json.dumps(chat_body()), content_type="application/json")
 
-    httpserver.expect_request("/api/chat").respond_with_handler(hang)
+def test_chat_timeout_is_retried_then_reported(fake: FaultyOllama, sleeps: list[float]) -> None:
+    fake.script(then=Hang(60))  # cut short when the fake stops
     policy = RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=0.2)
-    try:
-        with ModelClient(httpserver.url_for("/"), retry=policy, sleep=sleeps.append) as c:
-            with pytest.raises(RequestFailed) as info:
-                c.chat(MODEL, MESSAGES, OPTIONS)
-    finally:
-        release.set()
-        # The single-threaded server still holds the abandoned requests; let it drain them so
-        # they do not land in the next test's log.
-        deadline = time.monotonic() + 5
-        while len(httpserver.log) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with ModelClient(fake.url, retry=policy, sleep=sleeps.append) as c:
+        with pytest.raises(RequestFailed) as info:
+            c.chat(MODEL, MESSAGES, OPTIONS)
     error = info.value
-    assert "timeout" in error.reason
-    assert "0.2s" in error.reason
+    assert error.reason == "timeout: no complete reply within 0.2s"
+    assert "raise --request-timeout" in str(error)
     assert (error.attempts, error.retryable) == (2, True)
     assert len(sleeps) == 1
+    assert fake.count() == 2
 
 
 def test_chat_malformed_json_body_is_not_retried(
@@ -546,18 +544,11 @@ def test_chat_malformed_json_body_is_not_retried(
     assert len(chat_requests(httpserver)) == 1
 
 
-def test_chat_body_closed_mid_way_is_retried(
-    httpserver: HTTPServer, client: ModelClient, sleeps: list[float]
-) -> None:
-    def cut(request: Request) -> Response:
-        response = Response(json.dumps(chat_body())[:40], content_type="application/json")
-        response.headers["Content-Length"] = "400"  # promise more than is sent, then close
-        return response
-
-    httpserver.expect_oneshot_request("/api/chat").respond_with_handler(cut)
-    httpserver.expect_request("/api/chat").respond_with_json(chat_body())
-    assert client.chat(MODEL, MESSAGES, OPTIONS).done_reason == "stop"
-    assert len(chat_requests(httpserver)) == 2
+def test_chat_body_closed_mid_way_is_retried(fake: FaultyOllama, sleeps: list[float]) -> None:
+    fake.script(CloseMidBody(keep=0.1))  # promise the whole body, send a tenth, close
+    with ModelClient(fake.url, retry=FAST, sleep=sleeps.append) as c:
+        assert c.chat(MODEL, MESSAGES, OPTIONS).done_reason == "stop"
+    assert fake.count() == 2
     assert len(sleeps) == 1
 
 
@@ -588,6 +579,117 @@ def test_chat_rejects_malformed_messages_before_sending(
     with pytest.raises(ValueError, match=r"messages\[0\]"):
         client.chat(MODEL, [{"content": "no role"}], OPTIONS)
     assert httpserver.log == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole-request deadline: --request-timeout bounds each attempt from connecting to the last
+# byte, so a reply trickling in (each piece well within any per-read timeout) is cut off too
+
+#: 20 pieces 0.15 s apart: each read waits 0.15 s, the whole body takes 2.85 s
+TRICKLE = Trickle(pieces=20, gap_s=0.15)
+DEADLINE = RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=0.5)
+
+
+def _not_fake_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if not t.name.startswith("fake-ollama")}
+
+
+def _chat_sync_or_async(url: str, asynchronous: bool, sleeps: list[float]) -> ChatReply:
+    if not asynchronous:
+        with ModelClient(url, retry=DEADLINE, sleep=sleeps.append) as c:
+            return c.chat(MODEL, MESSAGES, OPTIONS)
+
+    async def record(delay: float) -> None:
+        sleeps.append(delay)
+
+    async def run() -> ChatReply:
+        async with AsyncModelClient(url, retry=DEADLINE, sleep=record) as c:
+            return await c.chat(MODEL, MESSAGES, OPTIONS)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_reply_trickling_past_the_deadline_is_a_timeout_and_is_retried(
+    fake: FaultyOllama, sleeps: list[float], asynchronous: bool
+) -> None:
+    fake.script(then=TRICKLE)
+    threads = _not_fake_threads()
+    started = time.monotonic()
+    with pytest.raises(RequestFailed) as info:
+        _chat_sync_or_async(fake.url, asynchronous, sleeps)
+    took = time.monotonic() - started
+
+    error = info.value
+    assert error.reason == "timeout: no complete reply within 0.5s"
+    assert (error.attempts, error.retryable) == (2, True)
+    assert "\n" not in str(error)
+    assert fake.count() == 2
+    assert len(sleeps) == 1
+    # each attempt ended at its deadline, not when the trickle would have ended
+    assert took < TRICKLE.pieces * TRICKLE.gap_s
+    # the client closed both connections mid-reply (the fake's next writes failed) ...
+    fake.wait_until(lambda stats: stats.abandoned == 2)
+    assert fake.replies_sent == 0
+    # ... and no thread was left behind to watch them
+    assert _not_fake_threads() == threads
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_the_deadline_is_per_attempt(
+    fake: FaultyOllama, sleeps: list[float], asynchronous: bool
+) -> None:
+    fake.script(TRICKLE)  # the first attempt trickles, the second answers at once
+    reply = _chat_sync_or_async(fake.url, asynchronous, sleeps)
+    assert reply.done_reason == "stop"
+    assert fake.count() == 2
+    assert len(sleeps) == 1
+
+
+def test_a_client_whose_attempt_timed_out_goes_on_answering(fake: FaultyOllama) -> None:
+    fake.script(TRICKLE)
+    policy = RetryPolicy(attempts=1, timeout_s=0.5)
+    with ModelClient(fake.url, retry=policy) as c:
+        with pytest.raises(RequestFailed, match="no complete reply within 0.5s"):
+            c.chat(MODEL, MESSAGES, OPTIONS)
+        for _ in range(3):  # the pool holds no half-read connection
+            assert c.chat(MODEL, MESSAGES, OPTIONS).done_reason == "stop"
+    assert fake.replies_sent == 3
+
+
+def test_the_preflight_keeps_the_deadline_too(fake: FaultyOllama, sleeps: list[float]) -> None:
+    fake.script(path="/api/tags", then=TRICKLE)
+    with ModelClient(fake.url, retry=DEADLINE, sleep=sleeps.append) as c:
+        with pytest.raises(ServerUnreachable, match=r"timeout: no complete reply within 0\.5s"):
+            c.preflight(MODEL)
+    assert fake.count("/api/tags") == 2
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment without proxy variables, whatever the machine sets."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_the_environments_http_proxy_is_still_used(
+    fake: FaultyOllama, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # the deadline needs the client's own transport, and httpx then reads no proxy variable
+    # itself: the client must. The fake answers requests sent to it as a proxy.
+    no_proxy_env.setenv("HTTP_PROXY", fake.url)
+    unreachable = closed_port_url()
+    with ModelClient(unreachable, retry=FAST) as c:
+        assert c.preflight(MODEL).digest == DIGEST
+        assert c.chat(MODEL, MESSAGES, OPTIONS).done_reason == "stop"
+    assert [s.path for s in fake.log] == ["/api/version", "/api/tags", "/api/show", "/api/chat"]
+
+    no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    with ModelClient(unreachable, retry=FAST, sleep=lambda _: None) as c:
+        with pytest.raises(RequestFailed, match="cannot connect"):
+            c.chat(MODEL, MESSAGES, OPTIONS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ The preflight reads ``/api/version``, ``/api/tags`` and ``/api/show`` as plain J
 because ollama-python has no version call, its typed ``ListResponse`` drops the ``name`` field and
 its ``ShowResponse`` requires ``model_info``, which Ollama-compatible servers may omit.
 
+``RetryPolicy.timeout_s`` is the deadline of each attempt, from connecting to the reply's last
+byte: a server that trickles its reply, each byte within any per-read timeout, is cut off there
+like one that says nothing (see "The whole-request deadline" below).
+
 Every failure leaves this module as an :class:`OllamaError` whose ``str()`` is one line: what
 failed, the offending value and the next step. Header values (an API key) never appear in
 messages, logs or ``repr``.
@@ -13,6 +17,8 @@ messages, logs or ``repr``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import ipaddress
 import logging
@@ -20,12 +26,15 @@ import math
 import random
 import reprlib
 import shlex
+import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import httpcore
 import httpx
 import ollama
 
@@ -142,7 +151,9 @@ def auth_headers(environ: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try: total attempts, exponential backoff with jitter, per-request timeout.
+    """How hard to try: total attempts, exponential backoff with jitter, and ``timeout_s``, the
+    deadline of each attempt (connecting, sending, waiting, reading to the last byte), after
+    which the attempt is abandoned, its connection closed, and the retry policy applies.
 
     The delay before retry ``n`` (1-based) is ``backoff_s * 2**(n-1)`` capped at
     ``max_backoff_s``, scaled by a random factor in [0.5, 1]. A 429/503 with ``Retry-After:
@@ -323,10 +334,12 @@ _FailureKind = Literal["connect", "timeout", "protocol", "network", "status", "m
 # Anything else (including an AttributeError not caused that way) propagates unchanged.
 # TypeError: ollama builds its response with `**body`, which fails on a JSON body that is not an
 # object (`[]`, `null`); the messages were checked before sending, so it can only be the reply.
+# TimeoutError: the async client's deadline (asyncio.timeout) expired.
 _TRANSLATED = (
     ollama.ResponseError,
     httpx.HTTPError,
     ConnectionError,
+    TimeoutError,
     ValueError,
     AttributeError,
     TypeError,
@@ -400,8 +413,11 @@ def _classify(exc: BaseException, timeout_s: float) -> _Failure | None:
         return _status_failure(
             response.status_code, _error_text(response), _retry_after(response.headers)
         )
-    if isinstance(exc, httpx.TimeoutException):
-        return _Failure("timeout", f"timeout: no answer within {timeout_s:g}s", retryable=True)
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        # every network step's timeout is clamped to the attempt's deadline: whichever fired,
+        # the reply was not complete within timeout_s
+        reason = f"timeout: no complete reply within {timeout_s:g}s"
+        return _Failure("timeout", reason, retryable=True)
     if isinstance(exc, httpx.ConnectError | ConnectionError):
         # ollama replaces httpx.ConnectError by a generic ConnectionError; the detail
         # ("Connection refused", "Name or service not known") is on the original.
@@ -425,7 +441,7 @@ def _classify(exc: BaseException, timeout_s: float) -> _Failure | None:
 def _hint(failure: _Failure) -> str:
     """The next step for the user, by kind of failure."""
     if failure.kind == "timeout":
-        return "check the server (its log, `ollama ps`) or raise the request timeout"
+        return "check the server (its log, `ollama ps`) or raise --request-timeout"
     if failure.kind == "connect":
         return "check that the server is running (`ollama serve`) and --ollama-host / OLLAMA_HOST"
     if failure.kind in ("protocol", "network"):
@@ -442,6 +458,137 @@ def _hint(failure: _Failure) -> str:
 def _pull_command(model: str, host: str) -> str:
     prefix = "" if host == DEFAULT_HOST else f"{HOST_ENV}={shlex.quote(host)} "
     return f"`{prefix}ollama pull {shlex.quote(model)}`"
+
+
+# --------------------------------------------------------------------------------------------
+# The whole-request deadline
+#
+# httpx's timeouts bound each network step (connecting, each read, each write), so a server that
+# trickles its reply never trips them. The sync client sends through a transport whose sockets
+# clamp every step's timeout to the time left before the attempt's deadline, kept in a context
+# variable set around each attempt (so each thread of a pool has its own): the read still
+# waiting when the deadline passes ends then with a timeout, and httpcore closes the connection,
+# as after any timeout. No thread watches the requests. The async client bounds each attempt with
+# asyncio.timeout(), whose cancellation ends the awaited read the same way.
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "mimicry_request_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Every network step of the requests made inside ends by ``seconds`` from now."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _step_timeout(timeout: float | None, expired: type[Exception]) -> float | None:
+    """A network step's timeout clamped to the attempt's deadline; raises ``expired`` (one of
+    httpcore's timeouts, which httpx translates) once the deadline has passed."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the current attempt's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _step_timeout(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _step_timeout(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        step = _step_timeout(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, step))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, making :class:`_DeadlineStream` connections."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        step = _step_timeout(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, step, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        step = _step_timeout(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, step, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport (through ``proxy`` if given) whose connections keep the deadline."""
+
+    def __init__(self, proxy: str | None = None) -> None:
+        super().__init__(proxy=proxy)
+        # httpx takes no network backend; the httpcore pool it builds keeps its own as
+        # `_network_backend`: wrap that one, and refuse to run without the deadline otherwise
+        pool = getattr(self, "_pool", None)
+        if not isinstance(pool, httpcore.ConnectionPool) or not isinstance(
+            getattr(pool, "_network_backend", None), httpcore.NetworkBackend
+        ):
+            raise RuntimeError(
+                f"httpx {httpx.__version__} with httpcore {httpcore.__version__}: cannot install "
+                "the whole-request deadline of --request-timeout (no httpcore connection pool "
+                "with a network backend); install httpx 0.28 and httpcore 1.0 (constraints.txt)"
+            )
+        pool._network_backend = _DeadlineBackend(pool._network_backend)
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP_PROXY``, ``HTTPS_PROXY``,
+    ``ALL_PROXY``, less ``NO_PROXY``), which httpx no longer looks up once given a transport."""
+    proxies = urllib.request.getproxies()
+    split = urllib.parse.urlsplit(url)
+    proxy = proxies.get(split.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(split.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _deadline_transport(host: str) -> _DeadlineTransport:
+    return _DeadlineTransport(proxy=_env_proxy(host))
 
 
 class _Attempts:
@@ -687,7 +834,12 @@ class ModelClient(_Base):
     ) -> None:
         super().__init__(host, retry, headers)
         self._sleep = sleep
-        self._client = ollama.Client(host=self.host, timeout=retry.timeout_s, headers=self._headers)
+        self._client = ollama.Client(
+            host=self.host,
+            timeout=retry.timeout_s,
+            headers=self._headers,
+            transport=_deadline_transport(self.host),
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -704,6 +856,7 @@ class ModelClient(_Base):
     ) -> ChatReply:
         """One non-streaming ``POST /api/chat``, retried per the policy.
 
+        Each attempt must be complete within ``retry.timeout_s`` (connect to last byte).
         Retries connection errors, timeouts, a connection closed mid-body, 5xx and 429 (honouring
         ``Retry-After`` on 429/503); never other 4xx or a malformed body. Raises
         :class:`ModelNotFound` on a 404 and :class:`RequestFailed` otherwise. A reply without
@@ -713,9 +866,10 @@ class ModelClient(_Base):
         attempts = self._chat_attempts(model)
         while True:
             try:
-                response = self._client.chat(
-                    model=model, messages=checked, options=sent_options, stream=False
-                )
+                with _deadline(self.retry.timeout_s):
+                    response = self._client.chat(
+                        model=model, messages=checked, options=sent_options, stream=False
+                    )
             except _TRANSLATED as exc:
                 self._sleep(attempts.after_failure(exc))
                 continue
@@ -727,7 +881,7 @@ class ModelClient(_Base):
         ``GET /api/version``, ``GET /api/tags`` (the digest of the entry whose ``name`` or
         ``model`` is ``model``; ``"qwen2"`` matches ``"qwen2:latest"``), ``POST /api/show`` (the
         context length and details). Connection errors and timeouts are retried per the policy,
-        each request capped at 15 s, then :class:`ServerUnreachable`; a missing model is
+        each attempt's deadline capped at 15 s, then :class:`ServerUnreachable`; a missing model is
         :class:`ModelNotFound` with the ``ollama pull`` command; other failures
         :class:`RequestFailed`.
         """
@@ -736,10 +890,14 @@ class ModelClient(_Base):
         timeout = min(self.retry.timeout_s, _PREFLIGHT_TIMEOUT_S)
         headers = {"Accept": "application/json", **self._headers}
         with httpx.Client(
-            base_url=self.host, headers=headers, timeout=timeout, follow_redirects=True
+            base_url=self.host,
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=True,
+            transport=_deadline_transport(self.host),
         ) as http:
-            version = self._preflight_json(http, "GET", "/api/version", model)
-            tags = self._preflight_json(http, "GET", "/api/tags", model)
+            version = self._preflight_json(http, "GET", "/api/version", model, timeout)
+            tags = self._preflight_json(http, "GET", "/api/tags", model, timeout)
             try:
                 entry, available = _find_model(tags, model)
             except ValueError as exc:
@@ -751,7 +909,7 @@ class ModelClient(_Base):
                     host=self.host,
                     available=available,
                 )
-            show = self._preflight_json(http, "POST", "/api/show", model, {"model": model})
+            show = self._preflight_json(http, "POST", "/api/show", model, timeout, {"model": model})
         try:
             return _model_info(model, version, entry, show)
         except ValueError as exc:
@@ -771,6 +929,7 @@ class ModelClient(_Base):
         method: str,
         path: str,
         model: str,
+        deadline_s: float,
         body: Mapping[str, object] | None = None,
     ) -> object:
         what = f"{method} {path}"
@@ -805,7 +964,8 @@ class ModelClient(_Base):
         attempts = _Attempts(self.retry, self._rng, what, give_up, self._redact)
         while True:
             try:
-                response = http.request(method, path, json=body)
+                with _deadline(deadline_s):
+                    response = http.request(method, path, json=body)
                 response.raise_for_status()
                 return response.json()
             except _TRANSLATED as exc:
@@ -815,9 +975,9 @@ class ModelClient(_Base):
 class AsyncModelClient(_Base):
     """The same :meth:`chat` as :class:`ModelClient`, as a coroutine over ``ollama.AsyncClient``.
 
-    For prefetching replies with concurrency (bound it with a semaphore). Same retry semantics,
-    waiting with ``sleep`` (``asyncio.sleep`` by default). Create, use and :meth:`aclose` it
-    within one event loop.
+    For prefetching replies with concurrency (bound it with a semaphore). Same retry semantics
+    and deadline (``asyncio.timeout`` around each attempt), waiting with ``sleep``
+    (``asyncio.sleep`` by default). Create, use and :meth:`aclose` it within one event loop.
     """
 
     def __init__(
@@ -852,9 +1012,10 @@ class AsyncModelClient(_Base):
         attempts = self._chat_attempts(model)
         while True:
             try:
-                response = await self._client.chat(
-                    model=model, messages=checked, options=sent_options, stream=False
-                )
+                async with asyncio.timeout(self.retry.timeout_s):
+                    response = await self._client.chat(
+                        model=model, messages=checked, options=sent_options, stream=False
+                    )
             except _TRANSLATED as exc:
                 await self._sleep(attempts.after_failure(exc))
                 continue

@@ -141,8 +141,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "request_timeout",
         "300",
-        "seconds a request may wait on the server at each step (connecting, each read) "
-        "before it is abandoned and retried",
+        "deadline of each request attempt, from connecting to the reply's last byte: an "
+        "attempt still unfinished then is abandoned, its connection closed, and retried like "
+        "any timeout",
         "SECONDS",
     ),
     OptionSpec(

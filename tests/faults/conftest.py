@@ -1,4 +1,5 @@
-"""Fixtures of the fault tests: a scripted fault server and the eval suite under pytester."""
+"""Fixtures of the fault tests: the fake Ollama server with scripted faults, and the eval suite
+under pytester."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from mimicry.testing import FakeModel, FaultyOllama
 from tests.conftest import REAL_ROWS_JSONL
-from tests.faults.fault_server import FaultServer
 from tests.plugin import conftest as plugin_conftest
 from tests.plugin.conftest import SHORT_SAMPLE_IDS, Suite
 
@@ -24,12 +25,13 @@ CACHE_FILE = "replies.sqlite3"
 
 
 @pytest.fixture
-def fault_server() -> Iterator[FaultServer]:
-    """A fault server on a free loopback port: answers like Ollama until a test scripts faults.
+def fault_server() -> Iterator[FaultyOllama]:
+    """A fake Ollama server (``mimicry.testing.FaultyOllama``) on a free loopback port: it
+    answers like Ollama, with imitating replies, until a test scripts faults.
 
     Stopped at the end of the test, which then fails if the server's own code raised.
     """
-    server = FaultServer().start()
+    server = FaultyOllama(FakeModel("fault-model:1b")).start()
     try:
         yield server
     finally:
@@ -38,7 +40,7 @@ def fault_server() -> Iterator[FaultServer]:
 
 
 def run_args(
-    server: FaultServer,
+    server: FaultyOllama,
     suite: Suite,
     *extra: str,
     ids: str = SHORT_SAMPLE_IDS,
@@ -48,7 +50,7 @@ def run_args(
     """Arguments of a run against ``server`` with a known cache folder and report file."""
     return [
         f"--ollama-host={server.url}",
-        f"--model={server.model}",
+        f"--model={server.model.name}",
         f"--dataset={REAL_ROWS_JSONL}",
         f"--sample-ids={ids}",
         f"--request-timeout={timeout}",

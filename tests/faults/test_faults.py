@@ -1,19 +1,31 @@
 """Faults injected into a run of the real eval suite: each ends as a measurement or one clear
 message, never a traceback, and never loses a reply the model already gave.
 
-Every test runs the suite under pytester against :class:`FaultServer`, scripted request by
-request, with small ``--request-timeout``/``--retries`` so that faults cost little time.
+Every test runs the suite under pytester against :class:`mimicry.testing.FaultyOllama`, scripted
+request by request, with small ``--request-timeout``/``--retries`` so that faults cost little
+time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.fake_ollama import plain_answer
+from mimicry.testing import (
+    Answer,
+    BadBody,
+    CloseMidBody,
+    Die,
+    FaultyOllama,
+    Hang,
+    ModelMissing,
+    Status,
+    Trickle,
+)
 from tests.faults.conftest import (
     CACHE_FILE,
     MORE_SAMPLE_IDS,
@@ -22,17 +34,6 @@ from tests.faults.conftest import (
     cache_dir,
     cached_rows,
     run_args,
-)
-from tests.faults.fault_server import (
-    Answer,
-    BadBody,
-    CloseMidBody,
-    Die,
-    FaultServer,
-    Hang,
-    ModelMissing,
-    SlowBody,
-    Status,
 )
 from tests.plugin.conftest import SHORT_SAMPLE_IDS, Suite
 
@@ -50,7 +51,7 @@ BEHAVIOR_NAMES = ("copies_braces", "preserves_keys", "rewrites_prompt", "truncat
     ids=["stop-early", "stop-early-n2", "all-errors"],
 )
 def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
-    suite: Suite, fault_server: FaultServer, budget: str, xdist: bool
+    suite: Suite, fault_server: FaultyOllama, budget: str, xdist: bool
 ) -> None:
     # two replies, then the server dies: it drops the third request and refuses every later one
     fault_server.script(Answer(), Answer(), Die(), then=Die())
@@ -83,7 +84,7 @@ def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
     # every reply the server sent before it died is in the cache
     assert cached_rows(suite) == received
 
-    fault_server.reset().start()  # the same address, healthy again
+    fault_server.clear_script().start()  # the same address, healthy again
     asked_before = fault_server.count()
     rerun = suite.run(*run_args(fault_server, suite))
 
@@ -97,7 +98,7 @@ def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
 
 
 def test_a_server_that_hangs_at_start_is_one_message_and_exit_3(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
     # it accepts connections but never answers: the preflight's timeout fires, twice
     fault_server.script(path="/api/version", then=Hang(30))
@@ -108,8 +109,8 @@ def test_a_server_that_hangs_at_start_is_one_message_and_exit_3(
     assert len(result.stderr.lines) == 1
     result.stderr.re_match_lines(
         [
-            rf"mimicry: no Ollama server answers at '{fault_server.url}' \(timeout: no answer "
-            r"within 0\.5s, 2 attempt\(s\)\): start it with `ollama serve`.*"
+            rf"mimicry: no Ollama server answers at '{fault_server.url}' \(timeout: no complete "
+            r"reply within 0\.5s, 2 attempt\(s\)\): start it with `ollama serve`.*"
         ]
     )
     assert fault_server.count("/api/version") == 2
@@ -120,12 +121,12 @@ def test_a_server_that_hangs_at_start_is_one_message_and_exit_3(
 
 
 def test_hangs_time_out_are_retried_and_the_run_moves_on(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
     hangs_once, always_hangs, slow = SHORT_IDS[:3]
     fault_server.script(Hang(30), sample_id=hangs_once)  # then the default: an answer
     fault_server.script(Hang(30), Hang(30), sample_id=always_hangs)
-    fault_server.script(SlowBody(pieces=4, gap_s=0.1), sample_id=slow)
+    fault_server.script(Trickle(pieces=4, gap_s=0.1), sample_id=slow)
     result = suite.run(
         *run_args(
             fault_server, suite, "--max-errors=1", ids=SHORT_SAMPLE_IDS, timeout=1.0, retries=1
@@ -139,7 +140,7 @@ def test_hangs_time_out_are_retried_and_the_run_moves_on(
     assert len(fault_server.chat_log(hangs_once)) == 2
     failed = samples[always_hangs]
     assert failed["status"] == "error"
-    assert "timeout: no answer within 1s" in failed["error"]
+    assert "timeout: no complete reply within 1s" in failed["error"]
     assert "2 attempt(s)" in failed["error"]
     assert len(fault_server.chat_log(always_hangs)) == 2  # --retries 1: two attempts, no more
     assert samples[slow]["status"] == "ok"
@@ -149,27 +150,34 @@ def test_hangs_time_out_are_retried_and_the_run_moves_on(
     assert all(samples[i]["status"] == "ok" for i in SHORT_IDS if i != always_hangs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--request-timeout bounds each read, not the request: httpx's timeout is per "
-    "operation, so a server that trickles its reply never times out (reported to the lead)",
-)
 def test_a_reply_trickling_past_the_timeout_is_a_timeout(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
-    sample = SHORT_IDS[0]
-    # each piece arrives well within the timeout, the whole reply takes twice as long
-    fault_server.script(then=SlowBody(pieces=8, gap_s=0.2))  # 1.4 s in all
-    suite.run(*run_args(fault_server, suite, ids=str(sample), timeout=1.0, retries=0))
+    trickling, fine = SHORT_IDS[:2]
+    # each piece arrives well within the timeout (0.2 s apart), the whole reply would take
+    # 1.4 s: the request's deadline (1 s) ends each attempt, closing its connection, and the
+    # retry policy applies as to any timeout
+    fault_server.script(sample_id=trickling, then=Trickle(pieces=8, gap_s=0.2))
+    result = suite.run(
+        *run_args(fault_server, suite, "--max-errors=1", ids=f"{trickling},{fine}", timeout=1.0)
+    )
 
-    assert by_id(suite.report())[sample]["status"] == "error"
+    assert_no_traceback(result)
+    assert result.ret == 0
+    samples = by_id(suite.report())
+    failed = samples[trickling]
+    assert failed["status"] == "error"
+    assert "timeout: no complete reply within 1s" in failed["error"]
+    assert "2 attempt(s)" in failed["error"]  # --retries 1
+    assert len(fault_server.chat_log(trickling)) == 2
+    assert samples[fine]["status"] == "ok"
 
 
 # -- HTTP errors and the retry policy -----------------------------------------------------------
 
 
 def test_5xx_bursts_are_retried_with_backoff_and_4xx_never(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
     busy, crashing, exhausted, rejected, fine = SHORT_IDS
     fault_server.script(
@@ -220,7 +228,7 @@ MALFORMED = {
 
 
 def test_malformed_and_cut_bodies_are_error_verdicts_not_crashes(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
     ids = [int(i) for i in f"{SHORT_SAMPLE_IDS},{MORE_SAMPLE_IDS}".split(",")]
     malformed = dict(zip(MALFORMED, ids, strict=False))
@@ -255,7 +263,7 @@ def test_malformed_and_cut_bodies_are_error_verdicts_not_crashes(
 
 
 def test_json_that_is_not_an_object_is_an_error_verdict_not_a_crash(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
     bodies = {SHORT_IDS[0]: b"[]", SHORT_IDS[1]: b"null", SHORT_IDS[2]: b'"a string"'}
     for sample, body in bodies.items():
@@ -275,14 +283,14 @@ def test_json_that_is_not_an_object_is_an_error_verdict_not_a_crash(
 
 
 def test_model_removed_mid_run_is_a_clear_error_naming_ollama_pull(
-    suite: Suite, fault_server: FaultServer
+    suite: Suite, fault_server: FaultyOllama
 ) -> None:
     fault_server.script(Answer(), then=ModelMissing())
     result = suite.run(*run_args(fault_server, suite))
 
     assert_no_traceback(result)
     assert result.ret == 3
-    pull = f"ollama pull {fault_server.model}"
+    pull = f"ollama pull {fault_server.model.name}"
     result.stdout.re_match_lines([rf".*stopping early: .*{pull}.*"])
     report = suite.report()
     errors = [s for s in report["samples"] if s["status"] == "error"]
@@ -302,7 +310,7 @@ def test_model_removed_mid_run_is_a_clear_error_naming_ollama_pull(
     ids=["count", "share"],
 )
 def test_errors_over_the_budget_end_the_run_with_status_3(
-    suite: Suite, fault_server: FaultServer, budget: str, failing: int, described: str
+    suite: Suite, fault_server: FaultyOllama, budget: str, failing: int, described: str
 ) -> None:
     fault_server.script(*[Status(400, error="no")] * failing)  # the first samples, not retried
     result = suite.run(*run_args(fault_server, suite, f"--max-errors={budget}"))
@@ -324,7 +332,7 @@ def test_errors_over_the_budget_end_the_run_with_status_3(
 
 @pytest.mark.parametrize("budget", ["1", "20%"], ids=["count", "share"])
 def test_errors_within_the_budget_exit_0_and_are_counted(
-    suite: Suite, fault_server: FaultServer, budget: str
+    suite: Suite, fault_server: FaultyOllama, budget: str
 ) -> None:
     fault_server.script(Status(400, error="no"))
     result = suite.run(*run_args(fault_server, suite, f"--max-errors={budget}"))
@@ -363,9 +371,12 @@ def _corrupt(path: Path, how: str) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+ASKED_AGAIN = "a reply asked for again"
+
+
 @pytest.mark.parametrize("how", ["garbage", "truncated", "damaged-entry"])
 def test_a_corrupted_cache_is_set_aside_and_replies_asked_again(
-    suite: Suite, fault_server: FaultServer, how: str
+    suite: Suite, fault_server: FaultyOllama, how: str
 ) -> None:
     ids = SHORT_SAMPLE_IDS
     first = suite.run(*run_args(fault_server, suite, ids=ids))
@@ -374,7 +385,7 @@ def test_a_corrupted_cache_is_set_aside_and_replies_asked_again(
     db = cache_dir(suite) / CACHE_FILE
     _corrupt(db, how)
     # the server now answers differently: a reply served from a broken cache would show
-    fault_server.reply = plain_answer
+    fault_server.put_model(dataclasses.replace(fault_server.model, reply=lambda _: ASKED_AGAIN))
     asked_before = fault_server.count()
     # (the outer test turns warnings into errors; a user's run only shows them. The filter
     # names UserWarning, not CacheWarning: pytest caches -W classes across in-process runs)
@@ -385,7 +396,7 @@ def test_a_corrupted_cache_is_set_aside_and_replies_asked_again(
     samples = suite.report()["samples"]
     fresh = [s for s in samples if not s["cached"]]
     # asked again: the new answer; still cached: the first run's answer, never another's
-    assert all(s["reply"] == plain_answer(None, "") for s in fresh)
+    assert all(s["reply"] == ASKED_AGAIN for s in fresh)
     assert all(s["reply"].startswith("{'id':") for s in samples if s["cached"])
     asked = fault_server.count() - asked_before
     if how == "damaged-entry":
@@ -400,13 +411,13 @@ def test_a_corrupted_cache_is_set_aside_and_replies_asked_again(
     assert cached_rows(suite) == N
 
 
-def test_replies_are_bound_to_the_model_digest(suite: Suite, fault_server: FaultServer) -> None:
-    old = fault_server.digest
+def test_replies_are_bound_to_the_model_digest(suite: Suite, fault_server: FaultyOllama) -> None:
+    old = fault_server.model
     suite.run(*run_args(fault_server, suite))
     assert fault_server.count() == N
 
     # `ollama pull` brought a new build under the same tag
-    fault_server.digest = "f" * 64
+    fault_server.put_model(dataclasses.replace(old, digest="f" * 64))
     changed = suite.run(*run_args(fault_server, suite))
     assert changed.ret == 0
     assert fault_server.count() == 2 * N
@@ -415,7 +426,7 @@ def test_replies_are_bound_to_the_model_digest(suite: Suite, fault_server: Fault
     assert not any(s["cached"] for s in report["samples"])
 
     # and back: the first build's replies are still there, under its digest
-    fault_server.digest = old
+    fault_server.put_model(old)
     suite.run(*run_args(fault_server, suite))
     assert fault_server.count() == 2 * N
     assert all(s["cached"] for s in suite.report()["samples"])
@@ -428,7 +439,7 @@ API_KEY = "mimicry-fault-test-key-7f3a9c41e2"
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["no-xdist", "n2"])
 def test_the_api_key_is_sent_on_every_request_and_written_nowhere(
-    suite: Suite, fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch, xdist: bool
+    suite: Suite, fault_server: FaultyOllama, monkeypatch: pytest.MonkeyPatch, xdist: bool
 ) -> None:
     monkeypatch.setenv("OLLAMA_API_KEY", API_KEY)
     echoed = SHORT_IDS[1]
@@ -460,7 +471,7 @@ def test_the_api_key_is_sent_on_every_request_and_written_nowhere(
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["no-xdist", "n2"])
 def test_a_failed_sample_is_asked_once_per_run_and_all_its_tests_agree(
-    suite: Suite, fault_server: FaultServer, xdist: bool
+    suite: Suite, fault_server: FaultyOllama, xdist: bool
 ) -> None:
     failing = SHORT_IDS[0]
     fault_server.script(Status(400, error="bad request"), sample_id=failing)

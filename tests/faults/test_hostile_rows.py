@@ -32,10 +32,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, event, given, settings
 from hypothesis import strategies as st
 
+from mimicry.testing import FaultyOllama
 from tests.conftest import REPO_ROOT
 from tests.core.strategies import COLUMNS
 from tests.faults.conftest import assert_no_traceback
-from tests.faults.fault_server import FaultServer
 from tests.plugin.conftest import Suite
 
 #: The fixed budget: inputs per run of the test (each is one JSONL file of 1 to 4 lines).
@@ -360,12 +360,14 @@ UNREADABLE_ROWS = {
 
 @pytest.mark.parametrize("name", list(UNREADABLE_ROWS))
 def test_rows_that_cannot_be_read_are_a_usage_error_not_a_traceback(
-    suite: Suite, fault_server: FaultServer, name: str
+    suite: Suite, fault_server: FaultyOllama, name: str
 ) -> None:
     rows = suite.pytester.path / "rows.jsonl"
     rows.write_bytes(UNREADABLE_ROWS[name])
     result = suite.run(
-        f"--ollama-host={fault_server.url}", f"--model={fault_server.model}", f"--dataset={rows}"
+        f"--ollama-host={fault_server.url}",
+        f"--model={fault_server.model.name}",
+        f"--dataset={rows}",
     )
 
     assert_no_traceback(result)
