@@ -127,3 +127,54 @@ def test_cohens_kappa() -> None:
     kappa = cohens_kappa([(True, True), (True, False), (False, False), (None, None)])
     assert kappa is not None
     assert 0 < kappa < 1
+
+
+def test_calibrate_measures_a_judge_model_and_caches_its_verdicts(
+    tmp_path: Path, rows: Mapping[str, Any]
+) -> None:
+    from mimicry.testing import FakeModel, FakeOllama
+
+    def judging(request: Any) -> str:
+        reply = request.content.split("<reply>", 1)[-1].strip()
+        return "IMITATE" if reply.startswith("{") else "ANSWER"
+
+    row = rows["1404102"]
+    labels = tmp_path / "judge.jsonl"
+    lines = [
+        {"id": "copy", "record": row, "reply": repr(row), "labels": {"answers_prompt": False}},
+        {"id": "answer", "record": row, "reply": "I am an AI.", "labels": {"answers_prompt": True}},
+        {"id": "wrong", "record": row, "reply": "{}", "labels": {"answers_prompt": True}},
+    ]
+    labels.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with FakeOllama(FakeModel("judge:1b", reply=judging)) as fake:
+        args = ["calibrate", str(labels), "--judge-model", "judge:1b", "--ollama-host", fake.url]
+        out = io.StringIO()
+        first = main(args, stdout=out, stderr=io.StringIO())
+        asked = fake.count("/api/chat")
+        again = main(args, stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert first == again == ExitStatus.OK
+    assert asked == 3
+    assert fake.count("/api/chat") == 3  # the rerun reads the judge's cached verdicts
+    assert "answers_prompt         3      2   66.7%" in out.getvalue()
+    assert "- answers_prompt wrong: label true, verdict false" in out.getvalue()
+
+
+def test_calibrate_with_a_judge_the_server_does_not_have_is_one_line(tmp_path: Path) -> None:
+    from mimicry.testing import FakeOllama
+
+    labels = tmp_path / "l.jsonl"
+    labels.write_text(
+        json.dumps({"sample_id": 1404102, "reply": "x", "labels": {"truncates": False}})
+    )
+    with FakeOllama() as fake:
+        err = io.StringIO()
+        status = main(
+            ["calibrate", str(labels), "--judge-model", "nope:1b", "--ollama-host", fake.url],
+            stdout=io.StringIO(),
+            stderr=err,
+        )
+
+    assert status == ExitStatus.USAGE_ERROR
+    assert err.getvalue().count("\n") == 1
+    assert "--judge-model 'nope:1b'" in err.getvalue()

@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a behavior agrees with the labels less often than this (e.g. 0.98)",
     )
     calibrate.add_argument("--json", metavar="PATH", help="write the figures as JSON here")
+    calibrate.add_argument(
+        "--judge-model",
+        metavar="NAME",
+        help="also measure answers_prompt as this judge model decides it (asked once per reply, "
+        "cached by its digest)",
+    )
+    calibrate.add_argument(
+        "--ollama-host",
+        metavar="URL",
+        help="the judge model's server (default: $OLLAMA_HOST, else 127.0.0.1:11434, else the "
+        "embedded server with the bundled model)",
+    )
     history = commands.add_parser(
         "history",
         help="each behavior's rate across runs",
@@ -224,11 +236,21 @@ def _calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"mimicry: error: --min-agreement {args.min_agreement!r}: must be between 0 and 1\n"
         )
         return EXIT_USAGE
+    judge = None
     try:
-        results = calibrate_files(args.labels, dataset=args.dataset, split=args.dataset_split)
+        if args.judge_model:
+            from mimicry.calibrate import JudgeModel
+
+            judge = JudgeModel(args.judge_model, host=args.ollama_host)
+        results = calibrate_files(
+            args.labels, dataset=args.dataset, split=args.dataset_split, judge=judge
+        )
     except CalibrationError as exc:
         err.write(f"mimicry: error: {exc}\n")
         return EXIT_USAGE
+    finally:
+        if judge is not None:
+            judge.close()
     for line in render_calibration(results):
         out.write(printable_line(line) + "\n")
     if args.json:
