@@ -33,6 +33,8 @@ from mimicry.settings import OPTIONS, CacheMode, Settings, SettingsError, resolv
 
 PROPERTY_NAME = "mimicry"
 WORKERINPUT_KEY = "mimicry_plan"
+#: workeroutput key: what a worker's response cache set aside, for the controller's summary.
+WORKEROUTPUT_CACHE_PROBLEMS = "mimicry_cache_problems"
 EVALS_DIR_INI = "mimicry_evals_dir"
 SAMPLE_PARAM = "mimicry_sample_index"
 REPEAT_PARAM = "mimicry_repeat"
@@ -216,6 +218,21 @@ class _XdistHooks:
         run = node.config.stash.get(RUN_KEY, None)
         if run is not None:
             node.workerinput[WORKERINPUT_KEY] = run.plan.to_dict()
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        run = node.config.stash.get(RUN_KEY, None)
+        output = getattr(node, "workeroutput", None) or {}  # none from a worker that crashed
+        if run is not None:
+            for message in output.get(WORKEROUTPUT_CACHE_PROBLEMS, ()):
+                run.note_cache_problem(str(message))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # on an xdist worker: its cache problems go back with its other totals (workeroutput)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    run = session.config.stash.get(RUN_KEY, None)
+    if workeroutput is not None and run is not None:
+        workeroutput[WORKEROUTPUT_CACHE_PROBLEMS] = run.cache_problems
 
 
 # -- collection ------------------------------------------------------------------------------------
@@ -423,26 +440,31 @@ class _Controller:
     def reporter(self) -> Any:
         return self.config.pluginmanager.get_plugin("terminalreporter")
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        run = self.run
+        if run.dry_run:
+            return []
+        plan = run.plan
+        where = f" at {plan.host}" if plan.host else ""
+        lines = [
+            f"mimicry: {plan.model} via {plan.backend}{where}, {len(plan.indices)} samples of "
+            f"{plan.dataset.get('label')}, num_ctx {plan.num_ctx}, num_predict "
+            f"{plan.options['num_predict']}, {plan.concurrency} in flight, response cache "
+            f"{plan.cache_mode}"
+        ]
+        return lines + [f"mimicry: {note}" for note in plan.notes]
+
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
         run = self.run
         if run.dry_run:
             return
         reporter = self.reporter
-        if reporter is not None:
-            plan = run.plan
-            where = f" at {plan.host}" if plan.host else ""
-            reporter.write_line(
-                f"mimicry: {plan.model} via {plan.backend}{where}, "
-                f"{len(plan.indices)} samples of {plan.dataset.get('label')}, "
-                f"num_ctx {plan.num_ctx}, num_predict {plan.options['num_predict']}, "
-                f"{plan.concurrency} in flight, response cache {plan.cache_mode}"
-            )
-            for note in plan.notes:
-                reporter.write_line(f"mimicry: {note}")
-            if reporter.verbosity <= 0:
-                # eval tests show as one progress line, not a letter each
-                reporter.showfspath = False
+        if reporter is not None and reporter.verbosity <= 0:
+            # eval tests show as one live progress line, not a letter each and a percentage
+            reporter.showfspath = False
+            if hasattr(reporter, "_show_progress_info"):
+                reporter._show_progress_info = False
         run.start_prefetch()
 
     @pytest.hookimpl(tryfirst=True)
@@ -597,6 +619,10 @@ class _Controller:
                 tr.write_line(line)
         if finished.written:
             tr.write_line(f"reports: {', '.join(finished.written)}")
+        # said here, not warned where found: that is often the prefetching thread, outside
+        # pytest's warnings capture (where -W error would end the thread, not warn)
+        for problem in self.run.cache_problems:
+            tr.write_line(f"mimicry: {problem}", yellow=True)
         for problem in finished.problems:
             tr.write_line(f"mimicry: {problem}", red=True)
         errors = run["errors"]
