@@ -14,7 +14,7 @@ class ExitStatus(enum.IntEnum):
     """How a run ended."""
 
     OK = 0  #: the run completed; samples that did not show a behavior are measurements
-    GATE_FAILED = 1  #: a gate failed, or a test outside the eval suite failed (pytest's 1)
+    GATE_FAILED = 1  #: a gate failed, a behavior test raised, or another test failed (pytest's 1)
     INTERRUPTED = 2  #: Ctrl-C (pytest's 2)
     INTERNAL_ERROR = 3  #: a crash of pytest or of a plugin (pytest's 3)
     USAGE_ERROR = 4  #: a bad option, dataset, gate or report file (pytest's 4)
@@ -28,7 +28,8 @@ class ExitStatus(enum.IntEnum):
 MEANINGS: dict[ExitStatus, str] = {
     ExitStatus.OK: "the run completed; samples that did not show a behavior are measurements, "
     "not failures (also with errors within --max-errors)",
-    ExitStatus.GATE_FAILED: "a gate failed, or a test outside the eval suite failed",
+    ExitStatus.GATE_FAILED: "a gate failed, a behavior test raised an error (a broken test, not "
+    "a measurement), or a test outside the eval suite failed",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C); a partial report is written",
     ExitStatus.INTERNAL_ERROR: "pytest or a plugin crashed (pytest's own status)",
     ExitStatus.USAGE_ERROR: "usage error: a bad option, dataset, gate or report file "
