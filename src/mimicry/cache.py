@@ -8,6 +8,10 @@ per-key file lock makes sure that concurrent workers ask the model once per key:
 the lock and asks, the others wait and then read the stored reply.
 
 Errors are never cached: only a reply that the caller hands to :meth:`ResponseCache.put` is.
+
+What was set aside is said through ``on_problem`` when the owner passes one (an eval run prints
+it in its summary: a warning raised in its prefetching thread would escape pytest's warnings
+capture, and under ``-W error`` kill that thread), else as a :class:`CacheWarning`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from filelock import FileLock
@@ -49,8 +53,15 @@ def cache_key(
 class ResponseCache:
     """Replies keyed by :func:`cache_key`, stored in ``<directory>/replies.sqlite3``."""
 
-    def __init__(self, directory: Path, *, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        busy_timeout_s: float = 60.0,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
         self.directory = directory
+        self._on_problem = on_problem
         self.path = directory / "replies.sqlite3"
         self._lock_dir = directory / "locks"
         self._busy_timeout_s = busy_timeout_s
@@ -69,11 +80,9 @@ class ResponseCache:
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(OSError):
                     self.path.with_name(self.path.name + suffix).unlink()
-            warnings.warn(
+            self._problem(
                 f"the response cache {str(self.path)!r} was unreadable ({exc}); it was moved to "
-                f"{str(aside)!r} and a new one started, so replies will be asked again",
-                CacheWarning,
-                stacklevel=3,
+                f"{str(aside)!r} and a new one started, so replies will be asked again"
             )
             return self._connect_and_check()
 
@@ -124,7 +133,10 @@ class ResponseCache:
 
     def put(self, key: str, value: Mapping[str, object]) -> None:
         """Store (or replace) the reply for ``key``; atomic, durable against a killed process."""
-        text = json.dumps(dict(value), ensure_ascii=False)
+        # ensure_ascii: a reply may hold a lone surrogate (a server can send one, escaped in its
+        # JSON, and the client passes it on), which SQLite's UTF-8 text cannot; escaped, it is
+        # stored and read back as it came
+        text = json.dumps(dict(value), ensure_ascii=True)
         with self._db_lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO replies (key, value, stored_at) VALUES (?, ?, ?)",
@@ -156,12 +168,18 @@ class ResponseCache:
         """Drop a damaged entry so it is asked again, and say so."""
         with self._db_lock:
             self._conn.execute("DELETE FROM replies WHERE key = ?", (key,))
-        warnings.warn(
+        self._problem(
             f"a damaged reply in the response cache was dropped and will be asked again "
-            f"(key {key[:12]}…: {reason})",
-            CacheWarning,
-            stacklevel=3,
+            f"(key {key[:12]}…: {reason})"
         )
+
+    def _problem(self, message: str) -> None:
+        """Say what was set aside: to ``on_problem``, else as a warning (may run in any thread)."""
+        if self._on_problem is not None:
+            self._on_problem(message)
+        else:
+            # the caller's caller: the code that opened the cache or asked for the entry
+            warnings.warn(message, CacheWarning, stacklevel=4)
 
     def __len__(self) -> int:
         with self._db_lock:

@@ -53,10 +53,15 @@ def reply(
     num_predict) and ``reply.cached``. A sample whose prompt the server cut (input over
     num_ctx) is not judged (the test is skipped); a sample without a reply is an error.
     """
+    failure: str | None = None
     try:
         found = mimicry_run.reply(mimicry_sample_index, mimicry_repeat)
     except SampleFailed as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    if failure is not None:
+        # outside the except block: failing inside it would chain the two, and pytest would
+        # print the reason twice with "During handling of the above exception..." between
+        pytest.fail(failure, pytrace=False)
     if found.input_truncated:
         pytest.skip("not judged: the server cut the input to fit num_ctx (input_truncated)")
     return found

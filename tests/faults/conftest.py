@@ -84,4 +84,5 @@ def assert_no_traceback(result: pytest.RunResult) -> None:
     """A fault is a message, never a traceback or an internal error."""
     text = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in text, text
+    assert "During handling of the above exception" not in text, text
     assert "INTERNALERROR" not in text, text

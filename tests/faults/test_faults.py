@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from mimicry.core.behaviors import BUILTIN_BEHAVIORS
+from mimicry.exitcodes import ExitStatus
 from mimicry.testing import (
     Answer,
     BadBody,
@@ -39,7 +42,8 @@ from tests.plugin.conftest import SHORT_SAMPLE_IDS, Suite
 
 SHORT_IDS = [int(i) for i in SHORT_SAMPLE_IDS.split(",")]
 N = len(SHORT_IDS)
-BEHAVIOR_NAMES = ("copies_braces", "preserves_keys", "rewrites_prompt", "truncates")
+#: What these runs measure: the built-in behaviors (the judged one needs --judge-model).
+BEHAVIOR_NAMES = BUILTIN_BEHAVIORS
 
 
 # -- the server dies mid-run ------------------------------------------------------------------
@@ -72,13 +76,14 @@ def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
     assert report["run"]["errors"] == len(errors)
     if budget == "0":
         # the first sample without a reply ends the run: the rest is not asked at all
-        assert result.ret == 3
+        assert result.ret == ExitStatus.ERROR_BUDGET_EXCEEDED
+        assert report["run"]["exit_status"] == ExitStatus.ERROR_BUDGET_EXCEEDED
         assert report["run"]["complete"] is False
         assert "stopping early" in report["run"]["incomplete_reason"]
-        result.stdout.re_match_lines([r".*mimicry: the run is incomplete: stopping early.*"])
+        result.stdout.re_match_lines([r"INCOMPLETE RUN: stopping early: .*"])
     else:
         # a budget that allows it: every sample after the crash is an error with the reason
-        assert result.ret == 0
+        assert result.ret == ExitStatus.OK
         assert len(errors) == N - received
         assert len(report["samples"]) == N
     # every reply the server sent before it died is in the cache
@@ -88,7 +93,7 @@ def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
     asked_before = fault_server.count()
     rerun = suite.run(*run_args(fault_server, suite))
 
-    assert rerun.ret == 0, rerun.stdout.str()
+    assert rerun.ret == ExitStatus.OK, rerun.stdout.str()
     assert fault_server.count() - asked_before == N - received
     again = suite.report()
     assert again["run"]["complete"] is True
@@ -97,14 +102,14 @@ def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
     assert cached_rows(suite) == N
 
 
-def test_a_server_that_hangs_at_start_is_one_message_and_exit_3(
+def test_a_server_that_hangs_at_start_is_one_message_and_exit_69(
     suite: Suite, fault_server: FaultyOllama
 ) -> None:
     # it accepts connections but never answers: the preflight's timeout fires, twice
     fault_server.script(path="/api/version", then=Hang(30))
     result = suite.run(*run_args(fault_server, suite, timeout=0.5))
 
-    assert result.ret == 3
+    assert result.ret == ExitStatus.SERVER_UNUSABLE
     assert result.stdout.lines == []
     assert len(result.stderr.lines) == 1
     result.stderr.re_match_lines(
@@ -134,7 +139,7 @@ def test_hangs_time_out_are_retried_and_the_run_moves_on(
     )
 
     assert_no_traceback(result)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     samples = by_id(suite.report())
     assert samples[hangs_once]["status"] == "ok"
     assert len(fault_server.chat_log(hangs_once)) == 2
@@ -163,7 +168,7 @@ def test_a_reply_trickling_past_the_timeout_is_a_timeout(
     )
 
     assert_no_traceback(result)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     samples = by_id(suite.report())
     failed = samples[trickling]
     assert failed["status"] == "error"
@@ -189,7 +194,7 @@ def test_5xx_bursts_are_retried_with_backoff_and_4xx_never(
     result = suite.run(*run_args(fault_server, suite, "--max-errors=2", retries=2))
 
     assert_no_traceback(result)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     samples = by_id(suite.report())
     # a 503 burst with Retry-After: the client waits as told, then gets the reply
     assert samples[busy]["status"] == "ok"
@@ -242,7 +247,7 @@ def test_malformed_and_cut_bodies_are_error_verdicts_not_crashes(
     )
 
     assert_no_traceback(result)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     samples = by_id(suite.report())
     for name, sample in malformed.items():
         assert samples[sample]["status"] == "error", name
@@ -272,7 +277,7 @@ def test_json_that_is_not_an_object_is_an_error_verdict_not_a_crash(
     result = suite.run(*run_args(fault_server, suite, "--max-errors=100%", ids=ids))
 
     assert_no_traceback(result)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     samples = by_id(suite.report())
     for sample, body in bodies.items():
         assert samples[sample]["status"] == "error", body
@@ -289,7 +294,8 @@ def test_model_removed_mid_run_is_a_clear_error_naming_ollama_pull(
     result = suite.run(*run_args(fault_server, suite))
 
     assert_no_traceback(result)
-    assert result.ret == 3
+    # the default --max-errors 0: the first sample without a reply is over the error budget
+    assert result.ret == ExitStatus.ERROR_BUDGET_EXCEEDED
     pull = f"ollama pull {fault_server.model.name}"
     result.stdout.re_match_lines([rf".*stopping early: .*{pull}.*"])
     report = suite.report()
@@ -299,6 +305,7 @@ def test_model_removed_mid_run_is_a_clear_error_naming_ollama_pull(
     assert pull in errors[0]["error"]
     assert fault_server.count() == 2  # a 404 is not retried, and the run stopped there
     assert report["run"]["complete"] is False
+    assert report["run"]["exit_status"] == ExitStatus.ERROR_BUDGET_EXCEEDED
 
 
 # -- the error budget ---------------------------------------------------------------------------
@@ -309,14 +316,14 @@ def test_model_removed_mid_run_is_a_clear_error_naming_ollama_pull(
     [("1", 2, r"1 sample\(s\)"), ("10%", 1, r"10\.0% of samples")],
     ids=["count", "share"],
 )
-def test_errors_over_the_budget_end_the_run_with_status_3(
+def test_errors_over_the_budget_end_the_run_with_status_75(
     suite: Suite, fault_server: FaultyOllama, budget: str, failing: int, described: str
 ) -> None:
     fault_server.script(*[Status(400, error="no")] * failing)  # the first samples, not retried
     result = suite.run(*run_args(fault_server, suite, f"--max-errors={budget}"))
 
     assert_no_traceback(result)
-    assert result.ret == 3
+    assert result.ret == ExitStatus.ERROR_BUDGET_EXCEEDED
     result.stdout.re_match_lines(
         [
             rf".*mimicry: stopping early: {failing} sample\(s\) had no reply, over the error "
@@ -326,7 +333,7 @@ def test_errors_over_the_budget_end_the_run_with_status_3(
     assert fault_server.count() == failing  # stopped at once: nothing more was asked
     report = suite.report()
     assert report["run"]["complete"] is False
-    assert report["run"]["exit_status"] == 3
+    assert report["run"]["exit_status"] == ExitStatus.ERROR_BUDGET_EXCEEDED
     assert report["run"]["errors"] == failing
 
 
@@ -338,7 +345,7 @@ def test_errors_within_the_budget_exit_0_and_are_counted(
     result = suite.run(*run_args(fault_server, suite, f"--max-errors={budget}"))
 
     assert_no_traceback(result)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     assert fault_server.count() == N
     report = suite.report()
     # within budget the run succeeds, but a sample without a reply leaves the measurement
@@ -346,6 +353,7 @@ def test_errors_within_the_budget_exit_0_and_are_counted(
     assert report["run"]["complete"] is False
     assert report["run"]["incomplete_reason"] == f"1 of {N} samples had no reply"
     assert report["run"]["errors"] == 1
+    assert list(report["behaviors"]) == list(BEHAVIOR_NAMES)
     assert all(report["behaviors"][name]["errors"] == 1 for name in BEHAVIOR_NAMES)
     result.stdout.re_match_lines([r".*mimicry: 1 sample\(s\) had no reply \(within the error.*"])
 
@@ -380,19 +388,19 @@ def test_a_corrupted_cache_is_set_aside_and_replies_asked_again(
 ) -> None:
     ids = SHORT_SAMPLE_IDS
     first = suite.run(*run_args(fault_server, suite, ids=ids))
-    assert first.ret == 0
+    assert first.ret == ExitStatus.OK
     assert cached_rows(suite) == N
     db = cache_dir(suite) / CACHE_FILE
     _corrupt(db, how)
     # the server now answers differently: a reply served from a broken cache would show
     fault_server.put_model(dataclasses.replace(fault_server.model, reply=lambda _: ASKED_AGAIN))
     asked_before = fault_server.count()
-    # (the outer test turns warnings into errors; a user's run only shows them. The filter
-    # names UserWarning, not CacheWarning: pytest caches -W classes across in-process runs)
-    second = suite.run(*run_args(fault_server, suite, ids=ids), "-W", "default::UserWarning")
+    # (no -W filter: the outer test turns warnings into errors, so a warning that escaped the
+    # run's own output, e.g. from its prefetching thread, would fail this test)
+    second = suite.run(*run_args(fault_server, suite, ids=ids))
 
     assert_no_traceback(second)
-    assert second.ret == 0
+    assert second.ret == ExitStatus.OK
     samples = suite.report()["samples"]
     fresh = [s for s in samples if not s["cached"]]
     # asked again: the new answer; still cached: the first run's answer, never another's
@@ -402,13 +410,40 @@ def test_a_corrupted_cache_is_set_aside_and_replies_asked_again(
     if how == "damaged-entry":
         assert asked == 1
         assert len(fresh) == 1
-        second.stdout.re_match_lines([r".*a damaged reply in the response cache was dropped.*"])
+        said = r"mimicry: a damaged reply in the response cache was dropped .*"
     else:
         assert asked == N
         assert len(fresh) == N
-        second.stdout.re_match_lines([r".*the response cache .* was unreadable .* moved to .*"])
+        said = r"mimicry: the response cache .* was unreadable .* moved to .*"
         assert list(db.parent.glob(f"{CACHE_FILE}.corrupt-*"))
+    # said once, in the run's summary
+    assert len([line for line in second.outlines if re.match(said, line)]) == 1, second.outlines
     assert cached_rows(suite) == N
+
+
+def test_a_damaged_reply_an_xdist_worker_finds_is_said_by_the_controller(
+    suite: Suite, fault_server: FaultyOllama
+) -> None:
+    first = suite.run(*run_args(fault_server, suite))
+    assert first.ret == ExitStatus.OK
+    _corrupt(cache_dir(suite) / CACHE_FILE, "damaged-entry")
+    asked_before = fault_server.count()
+    # replay: the controller prefetches nothing, so only the workers read the cache
+    second = suite.run(
+        *run_args(fault_server, suite, "--response-cache-mode=replay", "--max-errors=1"),
+        xdist=True,
+    )
+
+    assert_no_traceback(second)
+    assert second.ret == ExitStatus.OK
+    assert fault_server.count() == asked_before
+    said = r"mimicry: a damaged reply in the response cache was dropped .*"
+    assert len([line for line in second.outlines if re.match(said, line)]) == 1, second.outlines
+    # dropped, never served: that sample has no reply in replay mode
+    errors = [s for s in suite.report()["samples"] if s["status"] == "error"]
+    assert len(errors) == 1
+    assert "no stored reply for this sample" in errors[0]["error"]
+    assert cached_rows(suite) == N - 1
 
 
 def test_replies_are_bound_to_the_model_digest(suite: Suite, fault_server: FaultyOllama) -> None:
@@ -419,7 +454,7 @@ def test_replies_are_bound_to_the_model_digest(suite: Suite, fault_server: Fault
     # `ollama pull` brought a new build under the same tag
     fault_server.put_model(dataclasses.replace(old, digest="f" * 64))
     changed = suite.run(*run_args(fault_server, suite))
-    assert changed.ret == 0
+    assert changed.ret == ExitStatus.OK
     assert fault_server.count() == 2 * N
     report = suite.report()
     assert report["run"]["model_digest"] == "f" * 64
@@ -450,7 +485,7 @@ def test_the_api_key_is_sent_on_every_request_and_written_nowhere(
     result = suite.run(*run_args(fault_server, suite, "--max-errors=1"), xdist=xdist)
 
     assert_no_traceback(result)
-    assert result.ret == 0, result.stdout.str()
+    assert result.ret == ExitStatus.OK, result.stdout.str()
     paths = {s.path for s in fault_server.log}
     assert paths == {"/api/version", "/api/tags", "/api/show", "/api/chat"}
     assert all(s.authorization == f"Bearer {API_KEY}" for s in fault_server.log)
@@ -478,7 +513,22 @@ def test_a_failed_sample_is_asked_once_per_run_and_all_its_tests_agree(
     result = suite.run(*run_args(fault_server, suite, "--max-errors=1"), xdist=xdist)
 
     assert_no_traceback(result)
-    assert result.ret == 0
-    assert len(fault_server.chat_log(sample_id=failing)) == 1  # 4 tests, 1 request
-    result.assert_outcomes(errors=4, passed=2 * (N - 1), failed=2 * (N - 1))
-    assert by_id(suite.report())[failing]["status"] == "error"
+    assert result.ret == ExitStatus.OK
+    assert len(fault_server.chat_log(sample_id=failing)) == 1  # 5 tests, 1 request
+    # the failing sample's tests are errors, each with the one reason; the other samples are
+    # measured (not shown is a measurement, reported as passed, in its own category)
+    for name in BEHAVIOR_NAMES:
+        result.stdout.re_match_lines(
+            [
+                rf"ERROR evals/test_{name}\.py::test_{name}\[{failing}\] - Failed: sample "
+                rf"{failing}: POST /api/chat .*"
+            ]
+        )
+    result.stdout.re_match_lines(
+        [rf"=+ (\d+ deselected, )?5 errors, {4 * (N - 1)} shown, {N - 1} not shown in .*"]
+    )
+    report = suite.report()
+    assert by_id(report)[failing]["status"] == "error"
+    assert "HTTP 400: 'bad request'" in by_id(report)[failing]["error"]
+    assert all(report["behaviors"][name]["errors"] == 1 for name in BEHAVIOR_NAMES)
+    assert sum(report["behaviors"][name]["n"] for name in BEHAVIOR_NAMES) == 5 * (N - 1)

@@ -1,16 +1,21 @@
 """Hostile dataset rows: missing, extra, null, non-string and enormous columns, type clashes
 between rows, blank lines, lines that are not records, invalid UTF-8.
 
-Each drawn JSONL file goes the way a run takes it: :func:`mimicry.dataset.load_rows`, the run
-plan's reading of ids and prompt sizes, then per row the plugin's per-sample path
-(``record_problem``, the prompt template, ``judged_sample`` or ``error_sample``), the report and
-its JSON text. The only acceptable outcomes are a :class:`DatasetError` with a one-line message
-or a recorded sample (a verdict, or ``status: "error"`` with the reason).
+Each drawn JSONL file goes the way a run takes it: the run plan (:func:`mimicry.run.plan.plan_run`:
+the dataset chosen, its row store built by :func:`mimicry.dataset.open_rows`, the ids read, the
+samples selected, the prompt sizes read), then per row the run's per-sample path
+(:class:`mimicry.run.EvalRun`: ``record_problem``, the prompt template, the reply through the
+response cache, the sample result), each built-in behavior's verdict as its eval test gives it,
+the report (:meth:`EvalRun.finish`), the terminal table and the JSON report file. Only the model
+is replaced, by a client that answers without a server. The only acceptable outcomes are a usage
+error with a one-line message or a recorded sample (verdicts, or ``status: "error"`` with the
+reason).
 
-pyarrow's JSON reader, under ``datasets``, can kill the process on hostile files (SIGSEGV), so the
-path runs in a worker process: a crash is a failing example that hypothesis shrinks, not a dead
-test session. Run with ``--hypothesis-show-statistics`` to see how many inputs were tried and how
-they ended (``hypothesis.event`` labels); the test itself prints nothing.
+pyarrow's JSON reader, under ``datasets``, can kill the process on hostile files (SIGSEGV); the
+run reads files in a child process for that reason, and this path runs in a worker process on
+top: a crash is a failing example that hypothesis shrinks, not a dead test session. Run with
+``--hypothesis-show-statistics`` to see how many inputs were tried and how they ended
+(``hypothesis.event`` labels); the test itself prints nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, assume, event, given, settings
+from hypothesis import HealthCheck, Phase, assume, event, example, given, settings
 from hypothesis import strategies as st
 
+from mimicry.core.report import Outcome
 from mimicry.testing import FaultyOllama
 from tests.conftest import REPO_ROOT
 from tests.core.strategies import COLUMNS
@@ -42,9 +50,6 @@ from tests.plugin.conftest import Suite
 MAX_EXAMPLES = 100
 #: Rows of a loaded file that go through the per-sample path.
 ROWS_JUDGED = 3
-NUM_CTX = 2048
-#: A worker that takes longer than this on one file is hung (a 4 MB file takes well under 1 s).
-WORKER_TIMEOUT_S = 60
 
 BASE_ROW: dict[str, Any] = {
     "id": 30192,
@@ -133,98 +138,139 @@ def _init_worker() -> None:
     logging.getLogger("datasets.packaged_modules.json.json").disabled = True
 
 
-def _reply(kind: str, record: dict[str, Any], text: str) -> dict[str, Any]:
-    content = {
-        "imitation": f"{record}",
-        "cut-imitation": f"{record}"[: max(1, len(f"{record}") // 2)],
-        "empty": "",
-        "text": text,
-    }[kind]
-    return {
-        "content": content,
-        "done_reason": "stop",
-        "prompt_eval_count": 10,
-        "eval_count": 10,
-        "total_duration": 1,
-        "load_duration": 1,
-        "prompt_eval_duration": 1,
-        "eval_duration": 1,
-    }
+class _Model:
+    """The model, without a server (a :class:`mimicry.run.replies.ChatClient`): it answers each
+    prompt with a reply of the drawn kind, with Ollama's accounting (a prompt of 10 tokens, never
+    cut: every row is judged, the enormous ones too)."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        self.kind = kind
+        self.text = text
+
+    def chat(self, model: str, messages: Any, options: Any) -> dict[str, Any]:
+        prompt = messages[-1]["content"]  # the record's repr (the default template)
+        content = {
+            "imitation": prompt,
+            "cut-imitation": prompt[: max(1, len(prompt) // 2)],
+            "empty": "",
+            "text": self.text,
+        }[self.kind]
+        return {
+            "content": content,
+            "done_reason": "stop",
+            "prompt_eval_count": 10,
+            "eval_count": 10,
+            "total_duration": 1,
+            "load_duration": 1,
+            "prompt_eval_duration": 1,
+            "eval_duration": 1,
+        }
 
 
-def _sample(index: int, record: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
-    """What the plugin's ``judge_sample`` does with a row and its reply."""
-    from mimicry.core.prompt import render_messages
-    from mimicry.core.samples import error_sample, judged_sample, record_problem
+def _verdict(run: Any, index: int, behavior: str) -> tuple[Outcome, str, str | None]:
+    """What the behavior's eval test reports on the sample: its outcome, message and detector
+    (the ``reply`` fixture, then ``expect(detector(sample, reply))``, as the plugin reads them)."""
+    from mimicry.core.behaviors import BUILTIN_DETECTORS
+    from mimicry.run import SampleFailed
 
-    sample_id = str(record.get("id", index))
-    problem = record_problem(record)
-    if problem is not None:
-        return error_sample(
-            sample_id=sample_id, index=index, reason=f"dataset row: {problem}", prompt_chars=None
-        )
-    messages = render_messages(record)
-    return judged_sample(
-        sample_id=sample_id,
-        index=index,
-        record=record,
-        reply=reply,
-        num_ctx=NUM_CTX,
-        cached=False,
-        prompt_chars=sum(len(m["content"]) for m in messages),
-    )
+    try:
+        reply = run.reply(index)
+    except SampleFailed as exc:
+        return "error", str(exc), None
+    if reply.input_truncated:
+        return "not judged", "the server cut the input to fit num_ctx", None
+    verdict = BUILTIN_DETECTORS[behavior](run.row(index), reply)
+    outcome: Outcome = {True: "shown", False: "not shown", None: "not judged"}[verdict.shown]
+    return outcome, verdict.explanation, verdict.behavior
 
 
-def check_file(path: str, hf_cache: str, reply_kind: str, reply_text: str) -> list[str]:
+def check_file(path: str, folder: str, reply_kind: str, reply_text: str) -> list[str]:
     """Take one file the way a run does; return what happened (labels); raise on anything else.
 
-    Runs in the worker process (module-level, so that it can be pickled).
+    Runs in the worker process (module-level, so that it can be pickled). ``folder`` holds the
+    run's caches (row store, ``datasets``' cache, replies) and its report.
     """
-    import datasets
+    from mimicry.core.behaviors import BUILTIN_BEHAVIORS
+    from mimicry.core.report import render_table
+    from mimicry.dataset import DatasetError, select_indices
+    from mimicry.exitcodes import ExitStatus
+    from mimicry.run import EvalRun
+    from mimicry.run.plan import PlanError, plan_run
+    from mimicry.settings import resolve
 
-    from mimicry.core.behaviors import BEHAVIORS
-    from mimicry.core.report import RunResults, build_report, render_table
-    from mimicry.dataset import (
-        DatasetError,
-        DatasetSpec,
-        estimate_prompt_chars,
-        load_rows,
-        select_indices,
-    )
+    class Run(EvalRun):
+        def clients(self) -> list[Any]:
+            return [_Model(reply_kind, reply_text)]
 
-    # each drawn file is a new dataset to `datasets`: keep its cache out of the user's home
-    datasets.config.HF_DATASETS_CACHE = Path(hf_cache)
+    work = Path(folder)
+    # each drawn file is a new dataset: keep its row store and datasets' cache in the folder
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(work / "xdg"),
+        "HF_DATASETS_CACHE": str(work / "hf-cache"),
+    }
+    report_path = work / "report.json"
+    # a budget that lets every row through (a run stops at the first error by default)
+    settings = resolve({"dataset": path, "report_json": str(report_path), "max_errors": "100%"}, {})
     try:
-        ds = load_rows(DatasetSpec(path))
-        ids = list(ds["id"])
-        indices = select_indices(ids, samples=None, samples_given=False, seed=0, sample_ids=None)
-        estimate_prompt_chars(ds, indices)
-        select_indices(ids, samples=None, samples_given=False, seed=0, sample_ids=(str(ids[0]),))
-    except DatasetError as exc:
+        planned = plan_run(
+            settings, cache_dir=work / "replies", workers=1, environ=env, dry_run=True
+        )
+        ids = [str(value) for value in planned.rows.ids]
+        select_indices(ids, samples=None, samples_given=False, seed=0, sample_ids=(ids[0],))
+    except PlanError as exc:  # what the plugin turns into a usage error (exit status 4)
+        usage = exc.exit_status is ExitStatus.USAGE_ERROR
         message = str(exc)
+    except DatasetError as exc:
+        usage, message = True, str(exc)
+    else:
+        message = None
+    if message is not None:
+        assert usage, message
         assert message.startswith(("--dataset", "--sample-ids")), message
         assert "\n" not in message, message
         return ["file: DatasetError"]
 
     labels = ["file: loaded"]
-    results = RunResults()
-    for index in indices[:ROWS_JUDGED]:
-        record = ds[index]
-        sample = _sample(index, record, _reply(reply_kind, record, reply_text))
-        labels.append(f"sample: {sample['status']}")
-        assert sample["status"] in ("ok", "error")
-        assert set(sample["behaviors"]) == set(BEHAVIORS)
+    plan = planned.plan
+    run = Run(settings, plan, planned.rows, controller=True)
+    try:
+        for index in plan.indices[:ROWS_JUDGED]:
+            sample = run.sample_result(index)  # as the sample's first test report carries it
+            labels.append(f"sample: {sample['status']}")
+            assert sample["status"] in ("ok", "error")
+            if sample["status"] == "error":
+                assert sample["error"].startswith("dataset row: "), sample["error"]
+            for behavior in BUILTIN_BEHAVIORS:
+                outcome, explanation, detector = _verdict(run, index, behavior)
+                assert (outcome == "error") == (sample["status"] == "error"), explanation
+                run.record(
+                    index=index,
+                    repeat=0,
+                    behavior=behavior,
+                    outcome=outcome,
+                    message=explanation,
+                    detector=detector,
+                    sample=sample if behavior == BUILTIN_BEHAVIORS[0] else None,
+                )
+        finished = run.finish(interrupted=False, other_failures=0)
+    finally:
+        run.close()
+        planned.rows.close()
+    assert finished.problems == [], finished.problems
+    assert finished.status is ExitStatus.OK, finished.report["run"]
+    render_table(finished.report)
+    # the report file as the run wrote it (ensure_ascii: lone surrogates become \\ud800 escapes)
+    report = json.loads(report_path.read_text(encoding="ascii"))
+    samples = report["samples"]
+    assert len(samples) == len(plan.indices[:ROWS_JUDGED])
+    for sample in samples:
+        assert list(sample["behaviors"]) == list(BUILTIN_BEHAVIORS)
         assert all(v in (True, False, None) for v in sample["behaviors"].values())
-        if sample["status"] == "error":
-            assert sample["error"].startswith("dataset row: "), sample["error"]
-        for behavior in BEHAVIORS:
-            results.add(
-                {"behavior": behavior, "sample_id": sample["id"], "repeat": 0, "sample": sample}
-            )
-    report = build_report({"model": "m"}, results, ds.column_names)
-    render_table(report)
-    # what the plugin writes (ensure_ascii: lone surrogates become \\ud800 escapes)
-    json.loads(json.dumps(report, ensure_ascii=True))
+        # a test error only where the sample had no reply: no detector raised
+        errors = set() if sample["status"] == "ok" else set(BUILTIN_BEHAVIORS)
+        assert set(sample["test_errors"]) == errors, sample["test_errors"]
+    assert list(report["behaviors"]) == list(BUILTIN_BEHAVIORS)
     return labels
 
 
@@ -246,7 +292,7 @@ class _Workers:
             )
         future = self._pool.submit(check_file, *args)
         try:
-            return future.result(timeout=WORKER_TIMEOUT_S)
+            return future.result()
         except BrokenProcessPool:
             self.close()
             raise AssertionError(
@@ -254,22 +300,25 @@ class _Workers:
             ) from None
 
     def close(self) -> None:
+        """Stop the worker and wait for it (a dead one is reaped at once)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture(scope="module")
 def workers() -> Iterator[_Workers]:
     """A worker process for the drawn files (a crash there fails the example, not the session)."""
     pool = _Workers()
-    yield pool
-    pool.close()
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder for the drawn files and for ``datasets``' cache of them."""
+    """A folder for the drawn files and the caches of their runs (one subfolder each)."""
     return tmp_path_factory.mktemp("hostile-rows")
 
 
@@ -288,19 +337,27 @@ def _first_line(lines: list[bytes]) -> bytes | None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(lines=LINES, reply_kind=REPLY_KINDS, reply_text=TEXT)
+# a reply with a lone surrogate (a server can send one, escaped): it once broke the reply cache
+@example(lines=[json.dumps(BASE_ROW).encode()], reply_kind="text", reply_text="a\ud800b")
+# two rows with one id: one row's verdicts once landed on the other's reply in the report
+@example(lines=[json.dumps(BASE_ROW).encode()] * 2, reply_kind="imitation", reply_text="")
 def test_hostile_rows_get_a_clear_error_or_a_recorded_sample(
     workers: _Workers, workdir: Path, lines: list[bytes], reply_kind: str, reply_text: str
 ) -> None:
     # the two known crashes, pinned by test_a_file_pyarrow_crashes_on_is_a_dataset_error, are
-    # kept out: each crash costs a new worker process, and the fuzzing should look for others
+    # kept out: each costs a crashed child process, and the fuzzing should look for others
     assume(_first_line(lines) != b"null")
     assume(not (b"" in lines and any(len(line) > 300_000 for line in lines)))
-    # a fresh name each time: datasets fingerprints files by path and mtime, not content
-    path = workdir / f"rows-{next(_file_numbers)}.jsonl"
+    # a fresh folder each time: datasets fingerprints files by path and mtime, not content
+    folder = workdir / f"run-{next(_file_numbers)}"
+    folder.mkdir()
+    path = folder / "rows.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    for label in workers.run(str(path), str(workdir / "hf-cache"), reply_kind, reply_text):
-        event(label)
-    path.unlink()
+    try:
+        for label in workers.run(str(path), str(folder), reply_kind, reply_text):
+            event(label)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- files known to kill the reader --------------------------------------------------------------
@@ -314,11 +371,13 @@ CRASHING_FILES = {
     "type-change-after-blank-line": b'{"id": 1, "prompt": "a", "w": "s"}\n\n' + BIG_ROW + b"\n",
 }
 _PROBE = """
-import sys, datasets
-datasets.config.HF_DATASETS_CACHE = sys.argv[2]
-from mimicry.dataset import DatasetError, DatasetSpec, load_rows
+import sys
+from mimicry.dataset import DatasetError, DatasetSpec, choose_dataset, load_rows, open_rows
 try:
-    ds = load_rows(DatasetSpec(sys.argv[1]))
+    if sys.argv[1] == "open_rows":  # a run's path: the row store every process reads
+        ds = open_rows(choose_dataset(sys.argv[2]))
+    else:
+        ds = load_rows(DatasetSpec(sys.argv[2]))
     rows = [ds[i] for i in range(len(ds))]
 except DatasetError as exc:
     print("DatasetError:", exc)
@@ -327,16 +386,20 @@ else:
 """
 
 
+@pytest.mark.parametrize("reader", ["open_rows", "load_rows"])
 @pytest.mark.parametrize("name", list(CRASHING_FILES))
-def test_a_file_pyarrow_crashes_on_is_a_dataset_error(tmp_path: Path, name: str) -> None:
+def test_a_file_pyarrow_crashes_on_is_a_dataset_error(
+    tmp_path: Path, name: str, reader: str
+) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_bytes(CRASHING_FILES[name])
+    caches = {"HF_DATASETS_CACHE": str(tmp_path / "hf-cache"), "XDG_CACHE_HOME": str(tmp_path)}
     probe = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(path), str(tmp_path / "hf-cache")],
+        [sys.executable, "-c", _PROBE, reader, str(path)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        timeout=120,
+        env={**os.environ, **caches},
         check=False,
     )
 
@@ -373,4 +436,22 @@ def test_rows_that_cannot_be_read_are_a_usage_error_not_a_traceback(
     assert_no_traceback(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.re_match_lines([rf".*--dataset '{re.escape(str(rows))}': .*"])
+    assert fault_server.count() == 0
+
+
+def test_rows_with_the_same_id_are_a_usage_error(suite: Suite, fault_server: FaultyOllama) -> None:
+    rows = suite.pytester.path / "rows.jsonl"
+    other = dict(BASE_ROW, prompt='["Another question"]')
+    rows.write_text(f"{json.dumps(BASE_ROW)}\n{json.dumps(other)}\n")
+    result = suite.run(
+        f"--ollama-host={fault_server.url}",
+        f"--model={fault_server.model.name}",
+        f"--dataset={rows}",
+    )
+
+    assert_no_traceback(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.re_match_lines(
+        [rf".*--dataset '{re.escape(str(rows))}': rows 0 and 1 have the same id '30192'.*"]
+    )
     assert fault_server.count() == 0

@@ -197,6 +197,7 @@ def plan_run(
             seed=settings.sample_seed,
             sample_ids=settings.sample_ids,
         )
+        _check_unique_ids(choice.spec.id_or_path, ids, indices)
         # the window fits the selected rows; a stored reply is reused by any run whose window
         # would have held its whole exchange (mimicry.run.replies.reusable), so the selection
         # decides the window without deciding which replies are reused
@@ -283,6 +284,22 @@ def plan_run(
         **common,
     )
     return PlannedRun(plan, rows)
+
+
+def _check_unique_ids(dataset: str, ids: list[str], indices: list[int]) -> None:
+    """Refuse a selection in which two rows have the same id: results, records, baselines and
+    ``--sample-ids`` name a sample by its id, so one row's verdicts would land on the other's."""
+    from mimicry.dataset import DatasetError
+
+    first: dict[str, int] = {}
+    for index in indices:
+        earlier = first.setdefault(ids[index], index)
+        if earlier != index:
+            raise DatasetError(
+                f"--dataset {dataset!r}: rows {earlier} and {index} have the same id "
+                f"{ids[index]!r}; a run names its samples by id, so the selected rows' ids must "
+                "be unique: fix the file, or choose rows with --sample-ids"
+            )
 
 
 def _choose_backend(settings: Settings, host: str, explicit: bool) -> BackendName:

@@ -49,7 +49,9 @@ class FailedEarlier(Exception):
 @dataclass(frozen=True)
 class Fetched:
     """A reply's fields (``content``, ``done_reason`` and Ollama's counters), the ``num_ctx``
-    it was produced with, and whether it came from the cache."""
+    it was produced with, and whether it was reused from an earlier run's cache (a reply that
+    another process of this run asked and stored, as an xdist worker reads the controller's
+    prefetched replies, was not)."""
 
     fields: dict[str, Any]
     num_ctx: int | None
@@ -170,19 +172,25 @@ class ReplyService:
             return None
         return self._stored(self.key(messages, repeat), _prompt_chars(messages))
 
-    def prefetch(self, messages: Messages, repeat: int = 0, route: int = 0) -> None:
-        """Start asking for this reply in the background (a no-op in replay mode)."""
+    def prefetch(
+        self, messages: Messages, repeat: int = 0, route: int = 0
+    ) -> Future[Fetched] | None:
+        """Start asking for this reply in the background; returns its future (None in replay
+        mode, where nothing is asked). Its outcome is also what :meth:`fetch` returns or raises."""
         if self._mode is CacheMode.REPLAY:
-            return
+            return None
         key = self.key(messages, repeat)
         with self._lock:
-            if key in self._inflight:
-                return
+            known = self._inflight.get(key)
+            if known is not None:
+                return known
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     self._concurrency, thread_name_prefix="mimicry-reply"
                 )
-            self._inflight[key] = self._pool.submit(self._fetch_now, messages, repeat, route, key)
+            future = self._pool.submit(self._fetch_now, messages, repeat, route, key)
+            self._inflight[key] = future
+            return future
 
     def pending(self) -> int:
         """Requests started in the background that are not finished yet."""
@@ -237,7 +245,11 @@ class ReplyService:
                 if isinstance(exc, OllamaError):
                     self._cache.put_failure(key, self._run_id, str(exc))
                 raise
-            self._cache.put(key, {"reply": fields, "num_ctx": _num_ctx(options)})
+            # the run that asked is kept with the reply: for this run's other processes it is
+            # not a reply reused from the cache (see Fetched.cached)
+            self._cache.put(
+                key, {"reply": fields, "num_ctx": _num_ctx(options), "run_id": self._run_id}
+            )
         return Fetched(fields, _num_ctx(options), cached=False)
 
     def _stored(self, key: str, prompt_chars: int) -> Fetched | None:
@@ -261,7 +273,8 @@ class ReplyService:
             return None
         with self._lock:
             self.cache_hits += 1
-        return Fetched(fields, stored_num_ctx if isinstance(stored_num_ctx, int) else None, True)
+        reused = not self._run_id or value.get("run_id") != self._run_id
+        return Fetched(fields, stored_num_ctx if isinstance(stored_num_ctx, int) else None, reused)
 
     def _ask(self, messages: Messages, options: Mapping[str, object], route: int) -> dict[str, Any]:
         with self._lock:

@@ -21,8 +21,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,8 @@ class EvalRun:
         self._started = time.monotonic()
         self._client: Any = None
         self._run_cache: Path | None = None
+        self._cache_problems: list[str] = []
+        self._cache_problems_lock = threading.Lock()
 
     # -- building ---------------------------------------------------------------------------
 
@@ -322,7 +325,11 @@ class EvalRun:
             # no reuse across runs, but within the run each sample is still asked once: the
             # processes share a cache that lives only as long as the run
             mode = CacheMode.USE
-        cache = ResponseCache(Path(plan.cache_dir)) if plan.cache_dir else None
+        cache = (
+            ResponseCache(Path(plan.cache_dir), on_problem=self.note_cache_problem)
+            if plan.cache_dir
+            else None
+        )
         return ReplyService(
             clients=self.clients,
             model=model,
@@ -333,6 +340,20 @@ class EvalRun:
             concurrency=plan.concurrency,
             run_id=plan.run_id,
         )
+
+    def note_cache_problem(self, message: str) -> None:
+        """Keep what the response cache set aside, to be said once at the end of the run
+        (thread-safe: the cache is read by the prefetching threads too)."""
+        with self._cache_problems_lock:
+            if message not in self._cache_problems:
+                self._cache_problems.append(message)
+
+    @property
+    def cache_problems(self) -> list[str]:
+        """What the response cache set aside in this process (and, on the controller, what the
+        xdist workers reported), in the order it was found."""
+        with self._cache_problems_lock:
+            return list(self._cache_problems)
 
     def clients(self) -> list[Any]:
         """The run's model clients, one per host (:class:`mimicry.client.ModelClient`), made
@@ -402,9 +423,33 @@ class EvalRun:
     def _prefetch(self) -> None:
         service = self.service()
         limit = max(1, self.plan.concurrency)
+        started: deque[Future[Any]] = deque()  # this thread's requests, in plan order
+        failed = consecutive = 0
         for repeat in range(self.settings.repeat):
             for index in self.plan.indices:
-                while service.pending() >= limit:
+                while True:
+                    # Each failed request is a sample without a reply. Once they are more than
+                    # the error budget allows, or the server looks broken, the run stops when
+                    # their tests report: asking further ahead would only send requests the run
+                    # never uses (many, when every request fails at once).
+                    while started and started[0].done():
+                        done = started.popleft()
+                        if done.cancelled():
+                            return
+                        if done.exception() is None:
+                            consecutive = 0
+                        else:
+                            failed += 1
+                            consecutive += 1
+                    if (
+                        not self.settings.max_errors.allows(failed, self.progress.total)
+                        or consecutive >= CONSECUTIVE_ERRORS_TO_STOP
+                    ):
+                        return
+                    # in flight: counted here, not by the service, which no longer counts a
+                    # request once a test waits for it
+                    if sum(1 for future in started if not future.done()) < limit:
+                        break
                     if self._stop_prefetch.wait(0.01):
                         return
                 if self._stop_prefetch.is_set():
@@ -415,7 +460,9 @@ class EvalRun:
                 messages = render_messages(record, self.plan.prompt_template)
                 if service.stored(messages, repeat) is not None:
                     continue
-                service.prefetch(messages, repeat, route=index)
+                future = service.prefetch(messages, repeat, route=index)
+                if future is not None:
+                    started.append(future)
 
     # -- results (controller) ---------------------------------------------------------------
 
