@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mimicry.embedded.engine import CompletionChunk, EngineError, SamplingOptions
+from mimicry.embedded.engine import CompletionChunk, DoneReason, EngineError, SamplingOptions
 
 GGUFValue = str | int | float | bool | list[str]
 
@@ -88,6 +88,10 @@ class FakeEngine:
     closed: bool = False
     completions: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def settings(self) -> Mapping[str, int]:
+        return {"threads": 1, "parallel": self.parallel, "ctx_size": self.slot_context}
+
     async def start(self) -> None:
         self.started = True
 
@@ -108,6 +112,7 @@ class FakeEngine:
         sampling: SamplingOptions,
         max_tokens: int,
         json_schema: Mapping[str, Any] | None,
+        stream: bool = True,
     ) -> AsyncIterator[CompletionChunk]:
         self.completions.append(
             {
@@ -115,9 +120,25 @@ class FakeEngine:
                 "sampling": sampling,
                 "max_tokens": max_tokens,
                 "json_schema": json_schema,
+                "stream": stream,
             }
         )
         said = self.reply[:max_tokens]
+        done_reason: DoneReason = "length" if len(self.reply) > max_tokens else "stop"
+        if not stream:  # like llama.cpp: the whole reply in one final chunk
+            if self.fail_at is not None and self.fail_at < len(said):
+                raise EngineError("the fake engine failed", status_code=self.fail_status)
+            yield CompletionChunk(
+                text=said,
+                tokens=tuple(ord(c) for c in said),
+                done=True,
+                done_reason=done_reason,
+                prompt_eval_count=len(prompt),
+                prompt_eval_ms=1.5,
+                eval_count=len(said),
+                eval_ms=2.5,
+            )
+            return
         for index, char in enumerate(said):
             if index == self.fail_at:
                 raise EngineError("the fake engine failed", status_code=self.fail_status)
@@ -125,7 +146,7 @@ class FakeEngine:
         yield CompletionChunk(
             text="",
             done=True,
-            done_reason="length" if len(self.reply) > max_tokens else "stop",
+            done_reason=done_reason,
             prompt_eval_count=len(prompt),
             prompt_eval_ms=1.5,
             eval_count=len(said),

@@ -79,10 +79,12 @@ def test_chat_streams_ndjson_when_stream_is_absent(client: TestClient) -> None:
     assert last["total_duration"] >= last["load_duration"] > 0
 
 
-def test_chat_answers_once_when_not_streamed(client: TestClient) -> None:
+def test_chat_answers_once_when_not_streamed(client: TestClient, engine: FakeEngine) -> None:
     response = chat(client, stream=False)
 
     assert response.status_code == 200
+    # Nobody reads the pieces: the engine is not asked to stream them.
+    assert [c["stream"] for c in engine.completions] == [False]
     body = response.json()
     assert body["message"] == {"role": "assistant", "content": "Hello there!"}
     assert body["done"] is True
@@ -456,7 +458,9 @@ def test_tags_ps_and_show_describe_the_model(client: TestClient, served: ServedM
 
 def test_version_and_root_answer(client: TestClient) -> None:
     assert client.get("/").text == "Ollama is running"
-    assert client.get("/api/version").json()["mimicry_embedded"] is True
+    version = client.get("/api/version").json()
+    assert version["mimicry_embedded"] is True
+    assert version["engine"] == {"threads": 1, "parallel": 1, "ctx_size": 512}
 
 
 @pytest.mark.parametrize(

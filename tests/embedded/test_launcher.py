@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mimicry.embedded import (
     EmbeddedServerError,
     EmbeddedSpec,
     embedded_available,
+    slots_for,
 )
 from tests.embedded.fakes import tiny_gguf
 
@@ -77,6 +79,12 @@ def test_spec_rejects_impossible_values() -> None:
         EmbeddedSpec(ctx_size=8)
     with pytest.raises(ValueError, match="threads=0"):
         EmbeddedSpec(threads=0)
+
+
+def test_one_slot_per_request_in_flight_up_to_four() -> None:
+    assert [slots_for(k) for k in (1, 2, 3, 4, 8, 64)] == [1, 2, 3, 4, 4, 4]
+    with pytest.raises(ValueError, match="in_flight=0"):
+        slots_for(0)
 
 
 def test_names_default_to_the_bundle_or_the_file_stem() -> None:
@@ -218,3 +226,62 @@ def test_the_server_dies_with_a_sigkilled_parent() -> None:
     finally:
         if _alive(pid):  # leave no orphan behind, even when the test fails
             os.kill(pid, signal.SIGKILL)
+
+
+# A JSON schema that forbids ending early: generation runs until it is stopped.
+ENDLESS = {"type": "array", "items": {"type": "integer"}, "minItems": 100000}
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["stop", "SIGINT"])
+def test_stopping_aborts_a_generation_in_flight(how: str) -> None:
+    if (reason := embedded_available()) is not None:
+        pytest.skip(reason)
+    server = EmbeddedServer(SMALL)
+    url = server.start()
+    pid = server.pid
+    in_flight = threading.Event()
+    seen: dict[str, object] = {"lines": 0, "done": False}
+
+    def generate() -> None:
+        body = {"model": BUNDLED_MODEL_NAME, "prompt": "List numbers.", "format": ENDLESS,
+                "options": {"num_predict": 100000, "temperature": 0}}  # fmt: skip
+        try:
+            with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=120) as reply:
+                for line in reply.iter_lines():
+                    seen["lines"] = int(str(seen["lines"])) + 1
+                    seen["done"] = '"done":true' in line
+                    in_flight.set()
+        except httpx.HTTPError as exc:
+            seen["error"] = exc
+        finally:
+            in_flight.set()
+
+    client = threading.Thread(target=generate, daemon=True)
+    client.start()
+    try:
+        assert in_flight.wait(timeout=60)
+        assert "error" not in seen, seen
+        started = time.monotonic()
+        if how == "stop":
+            status = server.stop()
+        else:
+            os.kill(pid, signal.SIGINT)
+            status = server.wait(timeout=10)
+        elapsed = time.monotonic() - started
+        client.join(timeout=10)
+    finally:
+        server.stop()
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    # It ended by itself (0), not by the SIGKILL that follows a grace, and within 3 s.
+    assert status == 0
+    assert elapsed < 3.0, f"stopping took {elapsed:.1f} s"
+    assert not client.is_alive()
+    # The generation was cut short: the client saw a broken stream, never a final line.
+    assert isinstance(seen.get("error"), httpx.HTTPError), seen
+    assert seen["done"] is False
+    assert not _alive(pid)
+    assert _refused(url)

@@ -6,18 +6,24 @@ are imported only by the server process itself.
 
 from __future__ import annotations
 
+from mimicry.embedded.info import embedded_model_info
 from mimicry.embedded.launcher import (
     EmbeddedServer,
     EmbeddedServerError,
     EmbeddedSpec,
     embedded_available,
+    slots_for,
 )
-from mimicry.embedded.model import BUNDLED_MODEL_NAME
+from mimicry.embedded.model import BUNDLED_MODEL_NAME, ModelFileError, default_cache_dir
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
     "EmbeddedServer",
     "EmbeddedServerError",
     "EmbeddedSpec",
+    "ModelFileError",
+    "default_cache_dir",
     "embedded_available",
+    "embedded_model_info",
+    "slots_for",
 ]

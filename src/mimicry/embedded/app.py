@@ -33,7 +33,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mimicry import __version__
 from mimicry.core.samples import DEFAULT_NUM_KEEP
 from mimicry.embedded.engine import (
     CompletionChunk,
@@ -42,7 +41,7 @@ from mimicry.embedded.engine import (
     SamplingOptions,
     truncate_prompt,
 )
-from mimicry.embedded.model import ServedModel
+from mimicry.embedded.model import ServedModel, server_version
 
 logger = logging.getLogger(__name__)
 
@@ -491,7 +490,12 @@ class _Api:
     async def version(self, request: Request) -> Response:
         """`GET /api/version`: this server's version, marked as the embedded server."""
         return JSONResponse(
-            {"version": f"{__version__}-mimicry-embedded", "mimicry_embedded": True}
+            {
+                "version": server_version(),
+                "mimicry_embedded": True,
+                # Not Ollama's: how llama.cpp runs here (threads, slots, batch sizes).
+                "engine": dict(self.engine.settings),
+            }
         )
 
     def _listing(self) -> dict[str, Any]:
@@ -606,7 +610,11 @@ class _Api:
             tokens, options=options, num_ctx=num_ctx, truncate=truncate
         )
         chunks = self.engine.complete(
-            tokens, sampling=options.sampling, max_tokens=max_tokens, json_schema=schema
+            tokens,
+            sampling=options.sampling,
+            max_tokens=max_tokens,
+            json_schema=schema,
+            stream=stream,
         )
 
         def partial(text: str) -> dict[str, Any]:
@@ -667,7 +675,11 @@ class _Api:
             tokens, options=options, num_ctx=num_ctx, truncate=truncate
         )
         chunks = self.engine.complete(
-            tokens, sampling=options.sampling, max_tokens=max_tokens, json_schema=schema
+            tokens,
+            sampling=options.sampling,
+            max_tokens=max_tokens,
+            json_schema=schema,
+            stream=stream,
         )
 
         def partial(text: str) -> dict[str, Any]:

@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from mimicry.embedded.app import DEFAULT_MAX_BODY_BYTES
 from mimicry.embedded.engine import LogLevel, default_threads
 from mimicry.embedded.model import (
     ModelFileError,
+    ServedModel,
     bundled_gguf_path,
     default_model_name,
     describe_model,
@@ -45,7 +46,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 _ORPHAN_POLL_SECONDS: Final = 0.2
-_FORCED_EXIT_SECONDS: Final = 15.0
+_FORCED_EXIT_SECONDS: Final = 5.0
 
 
 def _positive_int(text: str) -> int:
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         default=None,
-        help="CPU threads for llama.cpp (default: half the CPUs this process may use)",
+        help="CPU threads for llama.cpp (default: one per CPU this process may use that "
+        "other processes leave free when the server starts)",
     )
     parser.add_argument(
         "--ready-file",
@@ -276,19 +278,62 @@ def write_ready_file(path: Path, url: str) -> None:
     os.replace(tmp, path)
 
 
-def _make_uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
+class _Stop:
+    """A request to stop serving, from a signal or the lifeline, in whatever thread it comes.
+
+    Stopping does not wait for generations in flight: `finish` (which ends the process) runs
+    in the event loop as soon as the loop sees the request. The connections close with the
+    process, so clients get an error at once, and llama.cpp's threads end with it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._reason: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """Why serving stopped (None while it has not been asked to)."""
+        with self._lock:
+            return self._reason
+
+    def attach(self, event: asyncio.Event) -> None:
+        """Bind to the running event loop (called in it)."""
+        with self._lock:
+            self._loop, self._event = asyncio.get_running_loop(), event
+            requested = self._reason is not None
+        if requested:
+            event.set()
+
+    def request(self, reason: str) -> None:
+        """Ask serving to stop; safe from signal handlers and other threads."""
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+            loop, event = self._loop, self._event
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(event.set)
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        """A signal handler (SIGINT, SIGTERM)."""
+        self.request(f"received {signal.Signals(signum).name}")
+
+
+def _make_uvicorn_server(config: uvicorn.Config, stop: _Stop) -> uvicorn.Server:
     import uvicorn
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, which would end
-            # the process by that signal; a requested shutdown is a success here.
+            # uvicorn's own handlers shut down gracefully, waiting for every request in flight
+            # (a generation can take minutes); ours stop at once.
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
             handled = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            previous = {sig: signal.signal(sig, stop.on_signal) for sig in handled}
             try:
                 yield
             finally:
@@ -299,16 +344,29 @@ def _make_uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
 
 
 async def _serve(
-    server: uvicorn.Server, sock: socket.socket, url: str, ready_file: Path | None
+    server: uvicorn.Server,
+    sock: socket.socket,
+    url: str,
+    ready_file: Path | None,
+    stop: _Stop,
+    finish: Callable[[], None],
 ) -> bool:
+    stopping = asyncio.Event()
+    stop.attach(stopping)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():
+    while not server.started and not serving.done() and not stopping.is_set():
         await asyncio.sleep(0.01)
     started = server.started
-    if started:
+    if started and not stopping.is_set():
         if ready_file is not None:
             write_ready_file(ready_file, url)
         logger.info("accepting connections at %s", url)
+    waiting = asyncio.create_task(stopping.wait())
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.is_set():
+        logger.info("stopping: %s; generations in flight are aborted", stop.reason)
+        finish()  # does not return
+    waiting.cancel()
     await serving
     return started
 
@@ -367,6 +425,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     url = _base_url(sock)
 
+    threads: int | None = args.threads
+    if threads is None:
+        choice = default_threads()
+        threads = choice.threads
+        logger.info("llama.cpp gets %s", choice.describe())
+
+    stop = _Stop()
+    previous_handlers: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        # From here on SIGINT or SIGTERM ends the process at once, even while the model
+        # loads (it is acted on once loading is done, well under a second for SmolLM2).
+        previous_handlers = {
+            sig: signal.signal(sig, stop.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+    try:
+        return _load_and_serve(
+            args, level, gguf, model, ctx_size, threads, sock, url, lifeline, stop
+        )
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+
+
+def _load_and_serve(
+    args: argparse.Namespace,
+    level: LogLevel,
+    gguf: Path,
+    model: ServedModel,
+    ctx_size: int,
+    threads: int,
+    sock: socket.socket,
+    url: str,
+    lifeline: _Lifeline,
+    stop: _Stop,
+) -> int:
     # Imported late: the engine and the ASGI stack are the optional [embedded] extra.
     import uvicorn
 
@@ -380,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gguf=gguf,
                 parallel=args.parallel,
                 ctx_size=ctx_size,
-                threads=args.threads or default_threads(),
+                threads=threads,
                 log_level=level,
             )
         )
@@ -401,24 +494,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    server = _make_uvicorn_server(config)
-    lifeline.set_shutdown(lambda: server.handle_exit(signal.SIGTERM, None))
-    if level != "error":
-        sys.stderr.write(
-            f"mimicry-serve: serving {model.name} ({model.metadata.parameter_size} "
-            f"{model.metadata.quantization_level}, sha256 {model.digest[:12]}) at {url} "
-            f"with {args.parallel} slot(s) of {ctx_size} tokens\n"
-        )
-        sys.stderr.flush()
-    try:
-        started = asyncio.run(_serve(server, sock, url, args.ready_file))
-    finally:
-        sock.close()
-        lifeline.set_shutdown(None)
+    server = _make_uvicorn_server(config, stop)
+
+    def forget_ready_file() -> None:
         if args.ready_file is not None:
             with contextlib.suppress(OSError):
                 if args.ready_file.read_text(encoding="utf-8").strip() == url:
                     args.ready_file.unlink()
+
+    def finish() -> None:
+        # Ends the process without waiting for llama.cpp: its destructor would first finish
+        # the batch it is computing (seconds, for a long prompt on a busy machine). The
+        # listening socket is closed first: the kernel releases a process's files only once
+        # its last thread has exited, and until then new connections must be refused, not
+        # accepted into a queue nobody reads.
+        with contextlib.suppress(OSError):
+            sock.close()
+        forget_ready_file()
+        lifeline.clean_up()
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
+
+    lifeline.set_shutdown(lambda: stop.request("the parent went away"))
+    if level != "error":
+        sys.stderr.write(
+            f"mimicry-serve: serving {model.name} ({model.metadata.parameter_size} "
+            f"{model.metadata.quantization_level}, sha256 {model.digest[:12]}) at {url} "
+            f"with {args.parallel} slot(s) of {ctx_size} tokens and {threads} thread(s)\n"
+        )
+        sys.stderr.flush()
+    try:
+        started = asyncio.run(_serve(server, sock, url, args.ready_file, stop, finish))
+    finally:
+        sock.close()
+        lifeline.set_shutdown(None)
+        forget_ready_file()
         lifeline.clean_up()
     if not started:
         logger.error("the server failed to start (see the errors above)")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -145,6 +146,11 @@ class Engine(Protocol):
         """Tokenize a rendered prompt (special tokens parsed, BOS added if the model wants)."""
         ...
 
+    @property
+    def settings(self) -> Mapping[str, int]:
+        """How the engine runs (threads, slots, context...), as reported by /api/version."""
+        ...
+
     def complete(
         self,
         prompt: Sequence[int],
@@ -152,8 +158,13 @@ class Engine(Protocol):
         sampling: SamplingOptions,
         max_tokens: int,
         json_schema: Mapping[str, Any] | None,
+        stream: bool = True,
     ) -> AsyncIterator[CompletionChunk]:
-        """Generate up to `max_tokens` tokens after `prompt`, streamed as chunks."""
+        """Generate up to `max_tokens` tokens after `prompt`, as chunks.
+
+        With `stream` false the engine may yield the whole reply as one final chunk: nobody
+        reads the pieces, so nothing has to be done per token while the model computes.
+        """
         ...
 
 
@@ -164,7 +175,7 @@ class EngineConfig:
     gguf: Path
     parallel: int = 1
     ctx_size: int = 8192  # per slot
-    threads: int = 1
+    threads: int = 1  # for generation and for prompt processing alike
     log_level: LogLevel = "warning"
 
 
@@ -221,6 +232,14 @@ class LlamaCppEngine:
             ) from exc
         self._base_url: str = self._server.listening_address
         self._config = config
+        self._settings = {
+            "threads": config.threads,
+            "threads_batch": config.threads,
+            "parallel": config.parallel,
+            "ctx_size": config.ctx_size,
+            "n_batch": int(params.n_batch),
+            "n_ubatch": int(params.n_ubatch),
+        }
         self._slot_context = config.ctx_size
         self._adds_bos = False
         self._client: httpx.AsyncClient | None = None
@@ -239,6 +258,11 @@ class LlamaCppEngine:
     def adds_bos(self) -> bool:
         """Whether tokenization prepends a BOS token (known after `start`)."""
         return self._adds_bos
+
+    @property
+    def settings(self) -> Mapping[str, int]:
+        """Threads, slots and batch sizes llama.cpp was started with."""
+        return {**self._settings, "ctx_size": self._slot_context}
 
     async def start(self) -> None:
         """Open the HTTP client (in the serving event loop) and read llama.cpp's settings."""
@@ -320,22 +344,36 @@ class LlamaCppEngine:
         sampling: SamplingOptions,
         max_tokens: int,
         json_schema: Mapping[str, Any] | None,
+        stream: bool = True,
     ) -> AsyncIterator[CompletionChunk]:
-        """Stream a completion of a token list from llama.cpp's `/completion` (SSE).
+        """A completion of a token list from llama.cpp's `/completion`.
 
-        Closing the iterator early closes the connection, which makes llama.cpp stop
-        generating for this request and free its slot.
+        Streamed (SSE) when `stream` is true; otherwise one request, one answer, and one
+        final chunk. Not streaming matters on a small machine: per-token events cost CPU in
+        llama.cpp's HTTP thread and in this process while llama.cpp's compute threads want
+        every core. Closing the iterator early (or cancelling the task awaiting it) closes
+        the connection, which makes llama.cpp stop generating for this request and free its
+        slot, streamed or not.
         """
         payload: dict[str, Any] = {
             "prompt": list(prompt),
             "n_predict": max_tokens,
-            "stream": True,
+            "stream": stream,
             "return_tokens": True,
             "cache_prompt": True,
             **sampling.to_llama(),
         }
         if json_schema is not None:
             payload["json_schema"] = dict(json_schema)
+        if not stream:
+            event = await self._post_json("/completion", payload)
+            if "error" in event:
+                raise EngineError(f"llama.cpp failed during generation: {event['error']}")
+            chunk = _chunk_from_event(event)
+            if not chunk.done:
+                raise EngineError("llama.cpp answered the completion without a final result")
+            yield chunk
+            return
         try:
             async with self._http().stream("POST", "/completion", json=payload) as response:
                 if response.status_code != 200:
@@ -383,16 +421,79 @@ def _chunk_from_event(event: Mapping[str, Any]) -> CompletionChunk:
     )
 
 
-def default_threads() -> int:
-    """Half the CPUs this process may run on (at least one).
-
-    llama.cpp's threads wait for each other at every step; when other processes (the test
-    run itself, other xdist workers) want the same CPUs, one thread short of the machine
-    is much faster than all of them. Measured with the bundled SmolLM2 on 2 busy cores:
-    one thread generated 60-140 tokens/s, two threads 3-45 tokens/s.
-    """
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask; every CPU where there is none)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // 2)
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_times(cpus: Sequence[int]) -> tuple[int, int] | None:
+    """(busy, total) jiffies of these CPUs since boot, from /proc/stat; None where unreadable."""
+    wanted = {f"cpu{n}" for n in cpus}
+    busy = total = 0
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            for line in fh:
+                name, _, rest = line.partition(" ")
+                if name not in wanted:
+                    continue
+                # user nice system idle iowait irq softirq steal (guest time is inside user)
+                fields = [int(v) for v in rest.split()[:8]]
+                idle = fields[3] + fields[4]
+                busy += sum(fields) - idle
+                total += sum(fields)
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy, total) if total else None
+
+
+def busy_cpus(cpus: Sequence[int], seconds: float = 0.25) -> float | None:
+    """How many of `cpus` other processes keep busy, averaged over `seconds` (None: unknown).
+
+    Measured from /proc/stat; this process's own CPU time in the window is left out.
+    """
+    before = _cpu_times(cpus)
+    own_before = time.process_time()
+    time.sleep(seconds)
+    after = _cpu_times(cpus)
+    own = time.process_time() - own_before
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    busy_share = (after[0] - before[0]) / (after[1] - before[1])
+    return max(0.0, busy_share * len(cpus) - own / seconds)
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The default llama.cpp thread count and what it was decided from."""
+
+    threads: int
+    cpus: int
+    busy: float | None  # CPUs kept busy by other processes at start; None: not measurable
+
+    def describe(self) -> str:
+        """One line for the server's log."""
+        load = "load unknown" if self.busy is None else f"{self.busy:.1f} busy with other work"
+        return f"{self.threads} thread(s): {self.cpus} CPU(s) usable, {load}"
+
+
+def default_threads(sample_seconds: float = 0.25) -> ThreadChoice:
+    """One llama.cpp thread per usable CPU that other processes leave free (at least one).
+
+    llama.cpp's threads wait for each other at every step, so a thread that has to share its
+    core holds all of them up. Measured with the bundled SmolLM2 on this project's 2-CPU
+    machine (llama.cpp driven directly, 1,500-character prompts): on idle CPUs two threads
+    processed prompts at 280-340 tokens/s and generated 66-105 tokens/s, one thread 175 and
+    66; with one CPU kept busy by another process, two threads were no slower than one
+    (77-85 against 56-118 prompt tokens/s). With the machine overloaded (load average 6-8),
+    two threads collapsed: 622 prompt and 256 generated tokens took 77-110 s, where one
+    thread under the same load did 1,397 and 256 in 28 s. So a CPU counts as taken only when
+    other processes keep it at least 75% busy while the server starts; load that comes later
+    is not seen (llama.cpp cannot change its thread count while it serves).
+    """
+    cpus = usable_cpus()
+    busy = busy_cpus(cpus, sample_seconds) if sample_seconds > 0 else None
+    taken = 0 if busy is None else int(busy + 0.25)
+    return ThreadChoice(threads=max(1, len(cpus) - taken), cpus=len(cpus), busy=busy)

@@ -34,7 +34,9 @@ from mimicry.embedded.model import (
 
 ENGINE_MODULES: Final = ("xllamacpp", "starlette", "uvicorn")
 ENGINE_INSTALL_COMMAND: Final = "pip install -e '.[embedded]'"
-_STOP_GRACE_SECONDS: Final = 10.0
+# The server stops at once on SIGTERM (aborting generations in flight); SIGKILL follows if it
+# has not within this grace, so stop() returns within about this long whatever happens.
+_STOP_GRACE_SECONDS: Final = 2.0
 _LOG_TAIL_LINES: Final = 20
 
 
@@ -50,7 +52,7 @@ class EmbeddedSpec:
     model_name: str | None = None  # None: BUNDLED_MODEL_NAME, or the gguf's file stem
     parallel: int = 1
     ctx_size: int = 8192  # per slot
-    threads: int | None = None  # None: half the CPUs (llama.cpp's threads hate contention)
+    threads: int | None = None  # None: one per usable CPU left free by other processes
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -61,6 +63,27 @@ class EmbeddedSpec:
             )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"EmbeddedSpec(threads={self.threads!r}): must be at least 1")
+
+
+MAX_USEFUL_SLOTS: Final = 4
+"""More slots than this bought no throughput on this project's 2-CPU machine (see slots_for)."""
+
+
+def slots_for(in_flight: int) -> int:
+    """The slots (`EmbeddedSpec.parallel`) to give a server that gets `in_flight` requests at once.
+
+    One slot per request in flight, up to MAX_USEFUL_SLOTS; each slot gets the run's whole
+    `num_ctx` as `ctx_size`. The rows' prompts (300-7,000 tokens) take most of the time, and
+    prompt processing is bound by the CPUs, so batching more sequences only speeds up the
+    generation part. Measured by benchmarks/embedded_speed.py (16 real rows, num_predict 256,
+    slots of 8192 tokens, a shared 2-CPU machine): 3.6, 3.4, 4.5 and 4.6 requests/min with
+    1, 2, 4 and 8 requests in flight and as many slots, at 378, 559, 922 and 1,647 MB: 8
+    slots cost 725 MB more than 4 for no measurable gain. Requests beyond the slots wait in
+    llama.cpp's queue, which serves them in order as slots free up.
+    """
+    if in_flight < 1:
+        raise ValueError(f"in_flight={in_flight!r}: must be at least 1 request")
+    return min(in_flight, MAX_USEFUL_SLOTS)
 
 
 def embedded_available() -> str | None:
@@ -219,8 +242,14 @@ class EmbeddedServer:
             f"the embedded server ({command}) {what}; the end of its log:\n{tail}"
         )
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM to its process group, then SIGKILL); safe to repeat."""
+    def stop(self) -> int | None:
+        """Stop the server at once, aborting generations in flight; safe to repeat.
+
+        SIGTERM to its process group, which ends it within a fraction of a second; SIGKILL if
+        it is still there after a short grace. Returns the server's exit status (0 when it
+        stopped by itself, negative when a signal killed it), None when it was not running.
+        """
+        status: int | None = None
         with self._lock:
             process, self._process = self._process, None
             workdir, self._workdir = self._workdir, None
@@ -234,11 +263,27 @@ class EmbeddedServer:
                     except subprocess.TimeoutExpired:
                         self._signal_group(process, signal.SIGKILL)
                         process.wait()
+                status = process.returncode
                 if process.stdin is not None:
                     with contextlib.suppress(OSError):
                         process.stdin.close()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
+        return status
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the server process to end by itself; its exit status, or None on timeout.
+
+        The server keeps running until stopped, so this returns only after something ended it
+        (a signal, its parent going away); call stop() afterwards to release what is left.
+        """
+        process = self._process
+        if process is None:
+            raise EmbeddedServerError("the embedded server is not running; call start() first")
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     @staticmethod
     def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

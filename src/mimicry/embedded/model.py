@@ -10,18 +10,24 @@ model's facts (family, size, quantization, context length) are available without
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import importlib.metadata
+import json
+import logging
 import math
 import os
 import re
 import struct
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
+
+logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_NAME: Final = "smollm2:135m-instruct-q4_1"
 """The honest name the bundled SmolLM2-135M-Instruct Q4_1 file is served under."""
@@ -34,6 +40,16 @@ BUNDLED_INSTALL_COMMAND: Final = (
 )
 
 DEFAULT_TAG: Final = "latest"
+
+SERVER_VERSION_SUFFIX: Final = "-mimicry-embedded"
+"""Appended to the package version in the embedded server's `/api/version`."""
+
+FACTS_CACHE_FILE: Final = "gguf-facts.json"
+"""The file, in the cache folder, that remembers each GGUF file's sha256 and metadata."""
+
+CACHE_DIR_NAME: Final = "mimicry-evals"
+_FACTS_CACHE_VERSION: Final = 1
+_MAX_CACHED_FILES: Final = 64
 
 # Ollama's names: optional namespace segments (the first may be a host:port), a model name,
 # and an optional tag.
@@ -81,8 +97,11 @@ _FILE_TYPES: Final[Mapping[int, str]] = {
 }
 
 
-class ModelFileError(RuntimeError):
-    """The model file is missing, unreadable or not a GGUF file this module understands."""
+class ModelFileError(OSError):
+    """The model file is missing, unreadable or not a GGUF file this module understands.
+
+    An `OSError`, so code that handles unreadable files handles it too; `str()` is the message.
+    """
 
 
 def bundled_gguf_path() -> Path:
@@ -126,11 +145,22 @@ def file_digest(path: Path) -> str:
 def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
     # size and mtime_ns are part of the cache key only: a rewritten file gets a new digest.
     del size, mtime_ns
+    return _sha256_file(path)
+
+
+def _sha256_file(path: str) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+def server_version() -> str:
+    """The version the embedded server reports in `/api/version`."""
+    from mimicry import __version__
+
+    return f"{__version__}{SERVER_VERSION_SUFFIX}"
 
 
 def normalize_model_name(name: str) -> str:
@@ -392,3 +422,114 @@ def describe_model(path: Path, name: str) -> ServedModel:
         modified_at=dt.datetime.fromtimestamp(stat.st_mtime, tz=dt.UTC),
         metadata=metadata,
     )
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the embedded server would report about a GGUF file, whatever name it serves it under."""
+
+    sha256: str
+    size: int
+    family: str
+    parameter_size: str
+    quantization_level: str
+    context_length: int | None
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_CACHE_HOME/mimicry-evals`, else `~/.cache/mimicry-evals`.
+
+    A relative `XDG_CACHE_HOME` is ignored, as the XDG base directory specification says.
+    """
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    return root / CACHE_DIR_NAME
+
+
+def model_facts(path: Path, cache_dir: Path | None = None) -> ModelFacts:
+    """The sha256 and metadata of a GGUF file, remembered across processes.
+
+    The answer is kept in `gguf-facts.json` under `cache_dir` (default: `default_cache_dir()`),
+    keyed by the file's resolved path, size and modification time: a file rewritten since is
+    hashed again. A missing, damaged or unwritable cache costs the hash, never the answer.
+    Raises ModelFileError when the file cannot be read or is not a GGUF file.
+    """
+    resolved = path.resolve()
+    try:
+        stat = resolved.stat()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file {str(path)!r}: {exc}") from None
+    cache_file = (cache_dir if cache_dir is not None else default_cache_dir()) / FACTS_CACHE_FILE
+    entries = _read_facts_cache(cache_file)
+    key = str(resolved)
+    cached = _cached_facts(entries.get(key), stat.st_size, stat.st_mtime_ns)
+    if cached is not None:
+        return cached
+    metadata = read_gguf_metadata(resolved)
+    facts = ModelFacts(
+        sha256=_sha256_file(key),
+        size=stat.st_size,
+        family=metadata.architecture,
+        parameter_size=metadata.parameter_size,
+        quantization_level=metadata.quantization_level,
+        context_length=metadata.context_length,
+    )
+    entries.pop(key, None)
+    entries[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "facts": asdict(facts)}
+    while len(entries) > _MAX_CACHED_FILES:  # the oldest entries first
+        entries.pop(next(iter(entries)))
+    _write_facts_cache(cache_file, entries)
+    return facts
+
+
+def _read_facts_cache(cache_file: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, unreadable or damaged: start afresh
+        return {}
+    if not isinstance(payload, dict) or payload.get("version") != _FACTS_CACHE_VERSION:
+        return {}
+    files = payload.get("files")
+    return dict(files) if isinstance(files, dict) else {}
+
+
+def _cached_facts(entry: object, size: int, mtime_ns: int) -> ModelFacts | None:
+    if not isinstance(entry, dict) or entry.get("size") != size:
+        return None
+    if entry.get("mtime_ns") != mtime_ns:
+        return None
+    facts = entry.get("facts")
+    if not isinstance(facts, dict):
+        return None
+    try:
+        found = ModelFacts(**facts)
+    except TypeError:
+        return None
+    texts = (found.family, found.parameter_size, found.quantization_level)
+    valid = (
+        isinstance(found.sha256, str)
+        and re.fullmatch(r"[0-9a-f]{64}", found.sha256) is not None
+        and found.size == size
+        and all(isinstance(v, str) for v in texts)
+        and (found.context_length is None or type(found.context_length) is int)
+    )
+    return found if valid else None
+
+
+def _write_facts_cache(cache_file: Path, entries: Mapping[str, Any]) -> None:
+    payload = {"version": _FACTS_CACHE_VERSION, "files": dict(entries)}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        # A whole file or the old one, never half of one, whoever else writes at the same time.
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, indent=1)
+            os.replace(tmp, cache_file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        logger.debug("could not remember GGUF facts in %s: %s", cache_file, exc)
