@@ -164,6 +164,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("embedded_model_name", None, "name the embedded server gives the GGUF file", "NAME"),
     OptionSpec(
+        "embedded_threads",
+        "auto",
+        "llama.cpp threads of the embedded server; auto: one per CPU other processes leave free "
+        "at start. The thread count changes llama.cpp's arithmetic, so greedy replies: it is part "
+        "of the cache key; pin it for baselines",
+        "N|auto",
+    ),
+    OptionSpec(
         "judge_model",
         None,
         "a second model that judge-based behaviors ask (answers_prompt); checked before the run, "
@@ -256,6 +264,7 @@ class Settings:
     max_errors: ErrorBudget
     embedded_gguf: Path | None
     embedded_model_name: str | None
+    embedded_threads: int | None  # None: auto
     judge_model: str | None
     concurrency: int | None  # None: auto
     repeat: int
@@ -360,6 +369,11 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         max_errors=parse_error_budget(req("max_errors")),
         embedded_gguf=_path(text("embedded_gguf")),
         embedded_model_name=text("embedded_model_name"),
+        embedded_threads=(
+            None
+            if req("embedded_threads").strip().lower() == "auto"
+            else _int("embedded_threads", req("embedded_threads"), minimum=1)
+        ),
         judge_model=text("judge_model"),
         concurrency=(
             None

@@ -843,6 +843,18 @@ def _model_differences(
                 f"(digest {str(b_digest)[:19]} -> {str(c_digest)[:19]})",
             )
         )
+    b_engine = (base_run.get("model_info") or {}).get("engine") or {}
+    c_engine = (cur_run.get("model_info") or {}).get("engine") or {}
+    if b_engine.get("threads") and c_engine.get("threads") and b_engine != c_engine:
+        found.append(
+            RunDifference(
+                "model",
+                "warning",
+                f"the embedded engine ran with {b_engine.get('threads')} thread(s) in the baseline "
+                f"and {c_engine.get('threads')} now: llama.cpp's arithmetic, and so greedy "
+                "replies, depend on it (pin --embedded-threads for baselines)",
+            )
+        )
     b_backend, c_backend = base_run.get("backend"), cur_run.get("backend")
     if b_backend and c_backend and b_backend != c_backend:
         found.append(

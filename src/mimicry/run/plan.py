@@ -348,18 +348,26 @@ def _plan_embedded(
             f"{BUNDLED_MODEL_NAME!r}. Start Ollama (or pass --ollama-host), drop --model to "
             "measure the bundled model, or pass --embedded-gguf PATH for your own GGUF file"
         )
+    from mimicry.embedded.engine import default_threads
+    from mimicry.embedded.launcher import slots_for
+
     concurrency = settings.concurrency or max(1, workers)
     num_ctx = settings.num_ctx or size_num_ctx(longest, settings.num_predict, None)
+    # llama.cpp's arithmetic, and so a greedy reply, depends on its thread count: it is decided
+    # here, recorded with the model and part of every cache key (see EvalRun.cache_digest)
+    threads = settings.embedded_threads or default_threads().threads
     embedded = {
         "gguf": None if settings.embedded_gguf is None else str(settings.embedded_gguf),
         "model_name": model_name,
-        "parallel": concurrency,
+        "parallel": slots_for(concurrency),
         "ctx_size": num_ctx,
+        "threads": threads,
     }
     try:
         info = embedded_model_info(_embedded_spec(embedded))
     except (OSError, ValueError) as exc:
         raise server_error(f"the embedded model cannot be read: {exc}") from None
+    info = {**info, "engine": {"threads": threads, "slots": embedded["parallel"]}}
     model = str(info.get("name") or model_name or BUNDLED_MODEL_NAME)
     judge = None
     if settings.judge_model is not None:
@@ -370,8 +378,8 @@ def _plan_embedded(
             )
         judge = {"model": model, "model_info": info}
     notes.append(
-        f"embedded backend: {model} served by llama.cpp (GGUF sha256 {info.get('digest')}); "
-        f"these are that model's numbers, not {settings.model}'s"
+        f"embedded backend: {model} served by llama.cpp with {threads} thread(s) (GGUF sha256 "
+        f"{info.get('digest')}); these are that model's numbers, not {settings.model}'s"
     )
     plan = RunPlan(
         backend="embedded",
@@ -393,11 +401,13 @@ def _embedded_spec(embedded: Mapping[str, Any]) -> Any:
     from mimicry.embedded import EmbeddedSpec
 
     gguf = embedded.get("gguf")
+    threads = embedded.get("threads")
     return EmbeddedSpec(
         gguf=None if gguf is None else Path(gguf),
         model_name=embedded.get("model_name"),
         parallel=int(embedded.get("parallel") or 1),
         ctx_size=int(embedded.get("ctx_size") or 8192),
+        threads=int(threads) if threads else None,
     )
 
 

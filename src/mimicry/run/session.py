@@ -333,7 +333,7 @@ class EvalRun:
         return ReplyService(
             clients=self.clients,
             model=model,
-            model_digest=str(info.get("digest", "")),
+            model_digest=cache_digest(info),
             options=options,
             cache=cache,
             mode=mode,
@@ -675,6 +675,16 @@ class EvalRun:
         close = getattr(self.rows, "close", None)
         if callable(close) and not self.controller:
             close()
+
+
+def cache_digest(info: Mapping[str, Any]) -> str:
+    """What identifies a model's replies in the cache: its digest, and for the embedded engine
+    the thread count its arithmetic (and so a greedy reply) depends on."""
+    digest = str(info.get("digest", ""))
+    engine = info.get("engine")
+    if isinstance(engine, Mapping) and engine.get("threads"):
+        return f"{digest}+threads={engine['threads']}"
+    return digest
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
