@@ -65,7 +65,7 @@ class Progress:
         rate = self.asked / elapsed
         parts = [f"{self.done}/{self.total} samples"]
         if self.asked:
-            parts.append(f"{rate:.1f} replies/s")
+            parts.append(f"{rate:.1f} replies/s" if rate >= 1 else f"{rate * 60:.1f} replies/min")
         if self.tokens:
             parts.append(f"{self.tokens / elapsed:.0f} tok/s")
         parts.append(f"{self.cached} cached")
