@@ -153,7 +153,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "max_errors",
         "0",
         "error budget: samples whose request still failed, as a count (5) or a share (2%%, 0.02); "
-        "more than this makes the exit status 3",
+        "more than this makes the exit status 75",
         "N|SHARE",
     ),
     OptionSpec(
