@@ -137,7 +137,11 @@ USAGE_ERRORS = [
         ("report", "{cur}", "--gate", "copies_braces>=1.5"),
         "--gate 'copies_braces>=1.5': the threshold must be between 0 and 1",
     ),
-    (("compare", "{cur}", "{cur}", "--max-regression", "keys:0.05"), "unknown behavior 'keys'"),
+    (
+        ("compare", "{cur}", "{cur}", "--max-regression", "preserves-keys:0.05"),
+        "'preserves-keys' is not a behavior name",
+    ),
+    (("compare", "{cur}", "{cur}", "--max-regression", "truncates:0.05:sideways"), "'sideways'"),
     (("compare", "{cur}", "{cur}", "--alpha", "2"), "--alpha '2'"),
     (("report", "{missing}"), "cannot read report"),
     (("report", "{bad}"), "is not valid JSON"),
@@ -197,6 +201,38 @@ def test_every_usage_error_is_one_line_and_exit_4(
     assert message in err
 
 
+#: The behaviors of the reports made by ``report_from_flags`` (every built-in one).
+MEASURED = "copies_braces, preserves_keys, rewrites_prompt, truncates, changes_id"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("report", "{cur}", "--gate", "copies_brace>=0.5"),
+            "  FAILED copies_brace>=0.5: 'copies_brace' was not measured in this run "
+            f"(measured: {MEASURED}); did you mean 'copies_braces'?",
+        ),
+        (
+            ("compare", "{cur}", "{cur}", "--max-regression", "preserve_keys:0.05"),
+            "  FAILED preserve_keys:0.05: 'preserve_keys' was not measured in both runs "
+            f"(measured: {MEASURED}); did you mean 'preserves_keys'?",
+        ),
+    ],
+)
+def test_a_gate_on_an_unmeasured_behavior_fails_and_suggests_the_name(
+    runs: tuple[Path, Path], tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    # behavior names are open (a user's own tests add behaviors): a name is checked against the
+    # behaviors the report measured, when the gate is evaluated, not when it is parsed
+    status, out, err = _main(*_usage_args(args, runs[1], tmp_path))
+
+    assert status == EXIT_GATE_FAILED
+    assert err == ""
+    assert line in out.splitlines()
+    assert "gates: 0 passed, 1 failed" in out
+
+
 def test_a_run_with_failed_samples_but_passing_gates_exits_0(tmp_path: Path) -> None:
     report = _write(tmp_path / "r.json", report_from_flags({"truncates": [False, False, True]}))
 
@@ -221,7 +257,7 @@ def test_a_regression_gate_on_the_selection_change_is_reported(tmp_path: Path) -
     assert "WARNING: the runs judged different samples: 2 in both, 3 only in the baseline" in out
 
 
-def test_an_unwritable_output_exits_3(runs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_an_unwritable_output_exits_73(runs: tuple[Path, Path], tmp_path: Path) -> None:
     _, cur = runs
     blocker = tmp_path / "file"
     blocker.write_text("", encoding="utf-8")

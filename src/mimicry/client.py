@@ -26,6 +26,7 @@ import math
 import random
 import reprlib
 import shlex
+import socket
 import ssl
 import time
 import urllib.parse
@@ -511,6 +512,13 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream.write(buffer, _step_timeout(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
+        # Closing a socket does not wake a thread blocked reading it (on Linux that read waits
+        # on for data, the peer or its timeout): shut it down first, so that closing the client
+        # ends the requests other threads still have running, at once.
+        sock = self._stream.get_extra_info("socket")
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._stream.close()
 
     def start_tls(
@@ -834,6 +842,7 @@ class ModelClient(_Base):
     ) -> None:
         super().__init__(host, retry, headers)
         self._sleep = sleep
+        self._closed = False
         self._client = ollama.Client(
             host=self.host,
             timeout=retry.timeout_s,
@@ -842,7 +851,9 @@ class ModelClient(_Base):
         )
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool, ending the requests still running in other threads
+        (they raise :class:`RequestFailed` at once, without retrying)."""
+        self._closed = True
         self._client.close()  # type: ignore[no-untyped-call]  # ollama leaves close() unannotated
 
     def __enter__(self) -> ModelClient:
@@ -871,6 +882,13 @@ class ModelClient(_Base):
                         model=model, messages=checked, options=sent_options, stream=False
                     )
             except _TRANSLATED as exc:
+                if self._closed:  # the run is ending (Ctrl-C, a stop): no retry
+                    raise RequestFailed(
+                        f"POST /api/chat for model {model!r} at {self.host!r}: the client was "
+                        "closed while the request ran",
+                        reason="the client was closed",
+                        attempts=attempts.count + 1,
+                    ) from None
                 self._sleep(attempts.after_failure(exc))
                 continue
             return _reply(response)

@@ -3,6 +3,7 @@ the project's fake Ollama server (real HTTP, Ollama's wire format)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Iterator
@@ -11,7 +12,14 @@ from typing import Any
 import pytest
 import scipy.stats  # noqa: F401 - see below
 
-from mimicry.testing import FakeModel, FakeOllama
+from mimicry.testing import (
+    ChatRequest,
+    FakeModel,
+    FakeOllama,
+    ReplyFn,
+    imitating_reply,
+    replies_by_id,
+)
 from tests.conftest import REAL_ROWS_JSONL, REPO_ROOT
 
 # pytester's in-process runs unload the modules they imported, and numpy's C modules (which
@@ -25,10 +33,36 @@ N_SAMPLES = len(SHORT_SAMPLE_IDS.split(","))
 BUILT_IN = ("copies_braces", "preserves_keys", "rewrites_prompt", "truncates", "changes_id")
 
 
+@functools.cache
+def _imitations() -> dict[int, str]:
+    replies = {}
+    with REAL_ROWS_JSONL.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                # the prompt the suite sends for the row (--prompt-template repr)
+                request = ChatRequest("", [{"role": "user", "content": repr(row)}], {})
+                replies[int(row["id"])] = imitating_reply(request)
+    return replies
+
+
+def pinned_imitations() -> ReplyFn:
+    """:func:`imitating_reply` for the shared rows, computed before any run: the fake then
+    answers by the id the prompt starts with, without parsing the record.
+
+    A fake in this process that parses records (``ast.literal_eval``, in its threads) while an
+    in-process run formats a failed assertion (pytest parses the test's file, in the main
+    thread) trips a race in CPython 3.11.7's AST constructor: ``SystemError: AST constructor
+    recursion depth mismatch`` and an INTERNALERROR (python/cpython#106905, fixed in 3.11.8).
+    """
+    return replies_by_id(_imitations(), default=imitating_reply)
+
+
 @pytest.fixture
 def fake_ollama() -> Iterator[FakeOllama]:
-    """A fake Ollama server on a free loopback port, answering with imitating replies."""
-    with FakeOllama() as server:
+    """A fake Ollama server on a free loopback port, answering with imitating replies (pinned
+    by sample id, see :func:`pinned_imitations`)."""
+    with FakeOllama(FakeModel(reply=pinned_imitations())) as server:
         yield server
 
 

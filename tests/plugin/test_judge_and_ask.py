@@ -6,8 +6,18 @@ from __future__ import annotations
 import pytest
 
 from mimicry.exitcodes import ExitStatus
-from mimicry.testing import FakeModel, FakeOllama, imitating_reply, plain_answer
-from tests.plugin.conftest import N_SAMPLES, SHORT_SAMPLE_IDS, Suite, dataset_args
+from mimicry.testing import FakeModel, FakeOllama, plain_answer
+from tests.plugin.conftest import (
+    N_SAMPLES,
+    SHORT_SAMPLE_IDS,
+    Suite,
+    dataset_args,
+    pinned_imitations,
+)
+
+# replies pinned by sample id: a fake in this process never parses a record with the AST while
+# pytest does (see pinned_imitations)
+IMITATING = pinned_imitations()
 
 ASKS_A_FOLLOW_UP = """\
 def test_explains_itself(sample, reply, ask):
@@ -21,7 +31,7 @@ def explaining(request: object) -> str:
     content = getattr(request, "content", "")
     if content.startswith("Why did you answer"):
         return "I answered that way because the record looked like data."
-    return imitating_reply(request)  # type: ignore[arg-type]
+    return IMITATING(request)  # type: ignore[arg-type]
 
 
 def judging(request: object) -> str:
@@ -57,7 +67,7 @@ def test_model_info_and_ollama_client_are_the_runs(suite: Suite) -> None:
         "    assert model_info.context_length == 32768\n"
         "    assert ollama_client.host == model_info.host\n",
     )
-    with FakeOllama() as fake:
+    with FakeOllama(FakeModel(reply=IMITATING)) as fake:
         result = suite.run(*dataset_args(fake, "--report-json=r.json"))
 
     assert result.ret == ExitStatus.OK, result.stdout.str()
@@ -68,7 +78,7 @@ def test_answers_prompt_runs_with_a_judge_model_and_is_cached_by_its_digest(
     suite: Suite,
 ) -> None:
     judge = FakeModel("judge:1b", reply=judging)
-    with FakeOllama(FakeModel(reply=imitating_reply), judge) as fake:
+    with FakeOllama(FakeModel(reply=IMITATING), judge) as fake:
         first = suite.run(*dataset_args(fake, "--judge-model=judge:1b", "--report-json=r.json"))
         asked = fake.count("/api/chat")
         suite.run(*dataset_args(fake, "--judge-model=judge:1b", "--report-json=r2.json"))
@@ -112,7 +122,7 @@ def test_ask_for_a_model_the_run_does_not_know_is_an_error_of_that_test(suite: S
         "asks_elsewhere",
         "def test_asks_elsewhere(sample, reply, ask):\n    ask('hi', model='other:1b')\n",
     )
-    with FakeOllama() as fake:
+    with FakeOllama(FakeModel(reply=IMITATING)) as fake:
         result = suite.run(*dataset_args(fake, "--report-json=r.json", ids=SHORT_SAMPLE_IDS))
 
     assert result.ret == ExitStatus.GATE_FAILED

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
 
+from mimicry.exitcodes import ExitStatus
+from mimicry.testing import CHAT, FakeOllama
 from tests.conftest import REAL_ROWS_JSONL
-from tests.fake_ollama import FakeOllama
-from tests.plugin.conftest import Suite
+from tests.plugin.conftest import BUILT_IN, Suite
 
 
 def _closed_port() -> int:
@@ -17,11 +19,11 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_named_server_down_is_one_message_and_exit_3(suite: Suite) -> None:
+def test_named_server_down_is_one_message_and_exit_69(suite: Suite) -> None:
     port = _closed_port()
     result = suite.run(f"--ollama-host=http://127.0.0.1:{port}", f"--dataset={REAL_ROWS_JSONL}")
 
-    assert result.ret == 3
+    assert result.ret == ExitStatus.SERVER_UNUSABLE
     # exactly one line, before any session output
     assert result.stderr.lines == [
         f"mimicry: no Ollama server answers at 'http://127.0.0.1:{port}' (cannot connect: "
@@ -36,9 +38,32 @@ def test_missing_model_says_what_to_pull(suite: Suite, fake_ollama: FakeOllama) 
         f"--ollama-host={fake_ollama.url}", "--model=qwen2:0.5b", f"--dataset={REAL_ROWS_JSONL}"
     )
 
-    assert result.ret == 3
-    result.stderr.re_match_lines([r".*ollama pull qwen2:0\.5b.*"])
-    assert fake_ollama.requests["/api/chat"] == 0
+    assert result.ret == ExitStatus.SERVER_UNUSABLE
+    url = re.escape(fake_ollama.url)
+    assert len(result.stderr.lines) == 1
+    result.stderr.re_match_lines(
+        [
+            rf"mimicry: model 'qwen2:0\.5b' is not on the server at '{url}': run "
+            rf"`OLLAMA_HOST={url} ollama pull qwen2:0\.5b` \(available: 'fake-model:1b'\)"
+        ]
+    )
+    assert result.stdout.lines == []
+    assert fake_ollama.count(CHAT) == 0
+
+
+def test_missing_judge_model_says_what_to_pull(suite: Suite, fake_ollama: FakeOllama) -> None:
+    result = suite.run(
+        f"--ollama-host={fake_ollama.url}",
+        f"--model={fake_ollama.model.name}",
+        "--judge-model=judge:7b",
+        f"--dataset={REAL_ROWS_JSONL}",
+    )
+
+    assert result.ret == ExitStatus.SERVER_UNUSABLE
+    result.stderr.re_match_lines(
+        [r"mimicry: model 'judge:7b' is not on the server .*pull judge:7b.*"]
+    )
+    assert fake_ollama.count(CHAT) == 0
 
 
 @pytest.mark.parametrize(
@@ -59,7 +84,7 @@ def test_bad_option_is_a_usage_error_naming_the_value(
 ) -> None:
     result = suite.run(option)
 
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.ret == ExitStatus.USAGE_ERROR
     result.stderr.re_match_lines([message])
 
 
@@ -78,14 +103,14 @@ def test_bad_dataset_selection_is_a_usage_error(
     (suite.pytester.path / "rows.txt").write_text("x")
     base = [
         f"--ollama-host={fake_ollama.url}",
-        f"--model={fake_ollama.model}",
+        f"--model={fake_ollama.model.name}",
         f"--dataset={REAL_ROWS_JSONL}",
     ]
     result = suite.run(*base, *args)
 
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.ret == ExitStatus.USAGE_ERROR
     result.stderr.re_match_lines([message])
-    assert fake_ollama.requests["/api/chat"] == 0
+    assert fake_ollama.count(CHAT) == 0
 
 
 def test_collect_only_needs_no_server(suite: Suite) -> None:
@@ -97,9 +122,12 @@ def test_collect_only_needs_no_server(suite: Suite) -> None:
         "-q",
     )
 
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
     result.stdout.re_match_lines([r"evals/test_copies_braces.py::test_copies_braces\[887722\]"])
-    result.stdout.re_match_lines([r"8 tests collected.*"])
+    # the judge-based behavior is deselected without --judge-model
+    n = 2 * len(BUILT_IN)
+    result.stdout.re_match_lines([rf"{n}/{n + 2} tests collected \(2 deselected\).*"])
+    result.stdout.no_fnmatch_line("*test_answers_prompt*")
 
 
 def test_plugin_is_inert_outside_the_eval_suite(pytester: pytest.Pytester) -> None:
@@ -107,18 +135,18 @@ def test_plugin_is_inert_outside_the_eval_suite(pytester: pytest.Pytester) -> No
     result = pytester.runpytest("-p", "no:xdist", "--ollama-host=http://127.0.0.1:9")
 
     result.assert_outcomes(passed=1)
-    assert result.ret == 0
+    assert result.ret == ExitStatus.OK
+    result.stdout.no_re_match_line(r"mimicry: ")  # no run was planned
 
 
 def test_ini_keys_set_options(suite: Suite, fake_ollama: FakeOllama) -> None:
     suite.pytester.makeini(
-        f"[pytest]\nmimicry_ollama_host = {fake_ollama.url}\nmimicry_model = {fake_ollama.model}\n"
-        f"mimicry_dataset = {REAL_ROWS_JSONL}\nmimicry_sample_ids = 887722\nmimicry_seed = 9\n"
+        f"[pytest]\nmimicry_ollama_host = {fake_ollama.url}\n"
+        f"mimicry_model = {fake_ollama.model.name}\nmimicry_dataset = {REAL_ROWS_JSONL}\n"
+        "mimicry_sample_ids = 887722\nmimicry_seed = 9\n"
     )
     result = suite.run("--seed=11")
 
-    assert result.ret == 0
-    assert fake_ollama.requests["/api/chat"] == 1
-    assert (
-        fake_ollama.chat_bodies[0]["options"]["seed"] == 11
-    )  # the command line beats the ini file
+    assert result.ret == ExitStatus.OK, result.stdout.str()
+    assert fake_ollama.count(CHAT) == 1
+    assert fake_ollama.chat_bodies[0]["options"]["seed"] == 11  # the command line beats the ini
