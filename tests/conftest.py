@@ -39,16 +39,36 @@ SHARED_SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "lmsys-arena-sample"
 REAL_ROWS_JSONL = SHARED_SAMPLE_DIR / "train-first32.jsonl"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: The marked groups a plain `pytest tests` leaves out (README, "Running the project's tests").
+GROUPS = ("slow", "subprocess", "embedded", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all-groups",
+        action="store_true",
+        default=False,
+        help="run every group of the project's tests (slow, subprocess, embedded, browser), as CI "
+        "does; without it and without -m, only the quick, unmarked tests run",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Warnings are errors in the project's own tests, but not in users' eval runs, where a
     # deprecation warning from a dependency must not turn a measurement into a failure.
     for item in items:
         item.add_marker(pytest.mark.filterwarnings("error"))
+    if config.getoption("--all-groups") or config.option.markexpr:
+        return
+    quick = [i for i in items if not any(i.get_closest_marker(g) for g in GROUPS)]
+    if len(quick) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in quick])
+        items[:] = quick
 
 
 @pytest.fixture(scope="session")
 def real_rows_path() -> Path:
-    """The 32 real dataset rows in ../shared (read in place, never copied into the repo)."""
+    """The 32 real dataset rows in ../shared (the package ships the same file as --dataset sample)."""
     if not REAL_ROWS_JSONL.is_file():
         pytest.fail(f"the shared sample rows are missing: {REAL_ROWS_JSONL}")
     return REAL_ROWS_JSONL

@@ -102,6 +102,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Controller(config, run), "mimicry-controller")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "mimicry-xdist")
+        if _remote_gateways(config):
+            # workers on other machines keep their own response caches: a sample's tests go to
+            # one worker (xdist's loadgroup), so each sample is asked once there too
+            run.remote_workers = True
+            if getattr(config.option, "dist", "no") == "load":
+                config.option.dist = "loadgroup"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -192,6 +198,12 @@ def _evals_requested(config: pytest.Config) -> bool:
     return False
 
 
+def _remote_gateways(config: pytest.Config) -> bool:
+    """Whether some xdist worker runs on another machine (an ``--tx`` other than popen)."""
+    specs = getattr(config.option, "tx", None) or []
+    return any(not str(spec).split("*", 1)[-1].startswith("popen") for spec in specs)
+
+
 def _worker_count(config: pytest.Config) -> int:
     """How many processes will run tests: xdist's ``-n`` (before xdist resolves it), or 1."""
     n = getattr(config.option, "numprocesses", None)
@@ -254,13 +266,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(REPEAT_PARAM, repeats, ids=[f"r{r}" for r in repeats])
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    # tryfirst: before xdist names the groups of --dist loadgroup after their markers
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         return
+    # a sample's tests go to one worker with loadgroup (chosen for workers on other machines)
+    grouped = getattr(config.option, "dist", None) == "loadgroup"
     evals: list[pytest.Item] = []
     others: list[pytest.Item] = []
     judged_without_judge: list[pytest.Item] = []
@@ -281,6 +296,8 @@ def pytest_collection_modifyitems(
                 "rename one, or name it with @pytest.mark.behavior('other_name')"
             )
         item.stash[BEHAVIOR_KEY] = name
+        if grouped:
+            item.add_marker(pytest.mark.xdist_group(name=_sample_group(item)))
         evals.append(item)
     if judged_without_judge:
         config.hook.pytest_deselected(items=judged_without_judge)
@@ -302,6 +319,12 @@ def _behavior_name(item: pytest.Item) -> str:
         return str(marker.args[0])
     name = getattr(item, "originalname", item.name)
     return name[len(TEST_PREFIX) :] if name.startswith(TEST_PREFIX) else name
+
+
+def _sample_group(item: pytest.Item) -> str:
+    params = getattr(item, "callspec", None)
+    values = params.params if params is not None else {}
+    return f"sample-{values.get(SAMPLE_PARAM)}-{values.get(REPEAT_PARAM, 0)}"
 
 
 def _sample_order(item: pytest.Item, positions: dict[int, int]) -> tuple[int, int]:

@@ -122,6 +122,8 @@ class EvalRun:
         self._started = time.monotonic()
         self._client: Any = None
         self._run_cache: Path | None = None
+        #: xdist workers run on other machines (an ssh or socket gateway)
+        self.remote_workers = False
         self._cache_problems: list[str] = []
         self._cache_problems_lock = threading.Lock()
 
@@ -163,11 +165,17 @@ class EvalRun:
 
     @classmethod
     def for_worker(cls, settings: Settings, plan_data: Mapping[str, Any]) -> EvalRun:
-        """The run as an xdist worker sees it: the controller's plan, the same row store."""
-        from mimicry.dataset import RowStore
+        """The run as an xdist worker sees it: the controller's plan and its row store, or, on
+        another machine (an ssh gateway) where that file is not, the same dataset's store
+        there, checked against the plan."""
+        from mimicry.dataset import RowStore, RowStoreError
 
         plan = RunPlan.from_dict(plan_data)
-        return cls(settings, plan, RowStore.open(plan.rows_path), controller=False)
+        try:
+            rows = RowStore.open(plan.rows_path)
+        except (RowStoreError, OSError):
+            rows = _rows_on_this_machine(plan)
+        return cls(settings, plan, rows, controller=False)
 
     def use_cache_dir(self, cache_dir: Path) -> None:
         """Keep replies in ``cache_dir`` (set before the first reply is asked)."""
@@ -412,8 +420,15 @@ class EvalRun:
     # -- prefetching (controller) -----------------------------------------------------------
 
     def start_prefetch(self) -> None:
-        """Keep ``--concurrency`` requests in flight, in plan order, in the background."""
-        if self.plan.cache_mode == CacheMode.REPLAY.value or self._prefetcher is not None:
+        """Keep ``--concurrency`` requests in flight, in plan order, in the background.
+
+        Not when workers run on other machines: they keep their own response caches, so what
+        the controller asked here would be asked again there."""
+        if (
+            self.plan.cache_mode == CacheMode.REPLAY.value
+            or self._prefetcher is not None
+            or self.remote_workers
+        ):
             return
         self._prefetcher = threading.Thread(
             target=self._prefetch, name="mimicry-prefetch", daemon=True
@@ -675,6 +690,32 @@ class EvalRun:
         close = getattr(self.rows, "close", None)
         if callable(close) and not self.controller:
             close()
+
+
+def _rows_on_this_machine(plan: RunPlan) -> Any:
+    """The plan's dataset prepared on this machine; its selected rows must be the plan's."""
+    from mimicry.dataset import DatasetError, choose_dataset, open_rows
+
+    dataset = plan.dataset
+    named = "sample" if dataset.get("bundled") else str(dataset["id_or_path"])
+    try:
+        rows = open_rows(choose_dataset(named, str(dataset.get("split", "train"))))
+    except DatasetError as exc:
+        raise PlanError(
+            f"an xdist worker on another machine cannot read the run's dataset: {exc}; install "
+            "the same dataset file at the same path there",
+            exit_status=ExitStatus.USAGE_ERROR,
+        ) from None
+    ids = [str(value) for value in rows.ids]
+    selected = [ids[i] if i < len(ids) else None for i in plan.indices]
+    if len(rows) != dataset.get("n_rows") or selected != list(plan.sample_ids):
+        raise PlanError(
+            f"an xdist worker on another machine has a different {named!r} "
+            f"({len(rows)} rows, not the controller's {dataset.get('n_rows')}, or other ids); "
+            "install the same dataset file there",
+            exit_status=ExitStatus.USAGE_ERROR,
+        )
+    return rows
 
 
 def cache_digest(info: Mapping[str, Any]) -> str:
