@@ -628,8 +628,6 @@ class _Controller:
             f"{run['dataset'].get('label') or run['dataset']['id_or_path']}, "
             f"num_ctx {run['options']['num_ctx']}, {run['duration_s']:.1f}s"
         )
-        if not run["complete"]:
-            tr.write_line(f"incomplete because: {run.get('incomplete_reason')}", yellow=True)
         for line in render_table(report):
             tr.write_line(line)
         if finished.comparison is not None:

@@ -80,7 +80,9 @@ def test_server_killed_mid_run_loses_no_reply_and_the_rerun_asks_only_the_rest(
         assert report["run"]["exit_status"] == ExitStatus.ERROR_BUDGET_EXCEEDED
         assert report["run"]["complete"] is False
         assert "stopping early" in report["run"]["incomplete_reason"]
-        result.stdout.re_match_lines([r"INCOMPLETE RUN: stopping early: .*"])
+        result.stdout.re_match_lines(
+            [r"INCOMPLETE RUN: \d of 5 planned samples judged \(stopping early: .*"]
+        )
     else:
         # a budget that allows it: every sample after the crash is an error with the reason
         assert result.ret == ExitStatus.OK

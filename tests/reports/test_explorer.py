@@ -206,7 +206,8 @@ def test_every_behavior_has_its_row_and_an_incomplete_run_says_so(judged: int) -
 
     assert (
         table[0]
-        == f"INCOMPLETE RUN: {judged} of 32 planned samples judged; the rates cover only those"
+        == f"INCOMPLETE RUN: {judged} of 32 planned samples judged (interrupted); the rates cover "
+        "only those"
     )
     for name in (*BEHAVIORS, USER):
         assert any(line.startswith(name + " ") for line in table), (name, table)

@@ -282,8 +282,11 @@ def render_table(report: Mapping[str, Any]) -> list[str]:
             if s.get("status") != "error"
             and any(v is not None for v in (s.get("behaviors") or {}).values())
         )
+        reason = run.get("incomplete_reason")
+        because = f" ({reason})" if reason else ""
         lines.append(
-            f"INCOMPLETE RUN: {judged}{planned} planned samples judged; the rates cover only those"
+            f"INCOMPLETE RUN: {judged}{planned} planned samples judged{because}; the rates cover "
+            "only those"
         )
     lines.append(
         f"{'behavior':<{width}}{'n':>6}{'shown':>7}{'rate':>8}  {'95% CI':<17}{'null':>6}"
