@@ -321,7 +321,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(
     _chromium() is None,
     reason="headless Chromium is not installed (CI installs the Debian package `chromium`)",

@@ -31,7 +31,7 @@ else:
     SELENIUM = True
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.browser,
     pytest.mark.skipif(
         not SELENIUM, reason="selenium is not installed (CI: pip install selenium==4.51.0)"
     ),
