@@ -8,6 +8,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# httpx imports httpcore lazily, on the first client, and keeps a map of httpcore's exception
+# classes from then on. Loaded here, httpcore is in the sys.modules snapshot pytester restores
+# after each in-process run; otherwise the first in-process run imports it, the restore drops it,
+# and a later test's httpx gets a fresh httpcore whose errors its map does not translate (an
+# httpcore.ConnectError where httpx.ConnectError is expected).
+import httpcore  # noqa: F401
 import pytest
 from hypothesis import HealthCheck, settings
 

@@ -657,6 +657,36 @@ def test_a_client_whose_attempt_timed_out_goes_on_answering(fake: FaultyOllama) 
     assert fake.replies_sent == 3
 
 
+def test_closing_the_client_ends_a_request_blocked_in_another_thread(fake: FaultyOllama) -> None:
+    # what a run does on Ctrl-C: the prefetching thread is blocked reading a reply the server is
+    # still computing; closing the client must end that read now, not at --request-timeout
+    fake.script(then=Hang(600))
+    client = ModelClient(fake.url, retry=RetryPolicy(attempts=3, timeout_s=600))
+    outcome: list[BaseException | ChatReply] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(client.chat(MODEL, MESSAGES, OPTIONS))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    try:
+        fake.wait_until(lambda stats: stats.count() == 1)  # the request is in, the reply is not
+        client.close()
+        thread.join(timeout=30)  # a bound on a failure, not a synchronisation
+        assert not thread.is_alive(), "close() did not wake the thread blocked on the reply"
+    finally:
+        client.close()
+        fake.stop()
+        thread.join()
+    [error] = outcome
+    assert isinstance(error, RequestFailed)
+    assert error.reason == "the client was closed"
+    assert fake.count() == 1  # not retried
+
+
 def test_the_preflight_keeps_the_deadline_too(fake: FaultyOllama, sleeps: list[float]) -> None:
     fake.script(path="/api/tags", then=TRICKLE)
     with ModelClient(fake.url, retry=DEADLINE, sleep=sleeps.append) as c:

@@ -133,7 +133,6 @@ def test_a_missing_or_foreign_file_is_a_model_file_error(tmp_path: Path) -> None
 
 
 @pytest.mark.embedded
-@pytest.mark.slow
 def test_the_facts_are_what_the_started_server_reports(
     embedded_server: EmbeddedServer, tmp_path: Path
 ) -> None:

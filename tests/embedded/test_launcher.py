@@ -133,7 +133,7 @@ def test_a_missing_model_file_fails_with_the_log(tmp_path: Path) -> None:
     assert "no such file" in message
 
 
-@pytest.mark.slow
+@pytest.mark.embedded
 def test_a_file_llama_cpp_cannot_load_fails_with_the_log(tmp_path: Path) -> None:
     pytest.importorskip("xllamacpp")
     # A valid GGUF header without tensor data: readable metadata, unloadable model.
@@ -148,7 +148,6 @@ def test_a_file_llama_cpp_cannot_load_fails_with_the_log(tmp_path: Path) -> None
 
 
 @pytest.mark.embedded
-@pytest.mark.slow
 def test_a_startup_timeout_stops_the_child() -> None:
     if (reason := embedded_available()) is not None:
         pytest.skip(reason)
@@ -161,7 +160,6 @@ def test_a_startup_timeout_stops_the_child() -> None:
 
 
 @pytest.mark.embedded
-@pytest.mark.slow
 def test_a_second_server_gets_its_own_port_and_stops_cleanly(
     embedded_server: EmbeddedServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,7 +188,6 @@ def test_a_second_server_gets_its_own_port_and_stops_cleanly(
 
 
 @pytest.mark.embedded
-@pytest.mark.slow
 def test_the_server_dies_with_a_sigkilled_parent() -> None:
     if (reason := embedded_available()) is not None:
         pytest.skip(reason)
@@ -233,7 +230,6 @@ ENDLESS = {"type": "array", "items": {"type": "integer"}, "minItems": 100000}
 
 
 @pytest.mark.embedded
-@pytest.mark.slow
 @pytest.mark.parametrize("how", ["stop", "SIGINT"])
 def test_stopping_aborts_a_generation_in_flight(how: str) -> None:
     if (reason := embedded_available()) is not None:

@@ -18,7 +18,7 @@ from mimicry.core.samples import context_shift_prompt_limit
 from mimicry.embedded import BUNDLED_MODEL_NAME, EmbeddedServer
 from mimicry.embedded.model import BUNDLED_DISTRIBUTION, BUNDLED_FILE_NAME, bundled_gguf_path
 
-pytestmark = [pytest.mark.embedded, pytest.mark.slow]
+pytestmark = [pytest.mark.embedded]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = {"temperature": 0, "seed": 7, "num_predict": 12}

@@ -29,7 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -46,8 +46,9 @@ from tests.core.strategies import COLUMNS
 from tests.faults.conftest import assert_no_traceback
 from tests.plugin.conftest import Suite
 
-#: The fixed budget: inputs per run of the test (each is one JSONL file of 1 to 4 lines).
+#: The budget: inputs per run of the test (each is one JSONL file of 1 to 4 lines).
 MAX_EXAMPLES = 100
+QUICK_EXAMPLES = 8
 #: Rows of a loaded file that go through the per-sample path.
 ROWS_JUDGED = 3
 
@@ -329,19 +330,7 @@ def _first_line(lines: list[bytes]) -> bytes | None:
     return next((line.strip() for line in lines if line.strip()), None)
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    # no explain phase: it reruns a failing example hundreds of times
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(lines=LINES, reply_kind=REPLY_KINDS, reply_text=TEXT)
-# a reply with a lone surrogate (a server can send one, escaped): it once broke the reply cache
-@example(lines=[json.dumps(BASE_ROW).encode()], reply_kind="text", reply_text="a\ud800b")
-# two rows with one id: one row's verdicts once landed on the other's reply in the report
-@example(lines=[json.dumps(BASE_ROW).encode()] * 2, reply_kind="imitation", reply_text="")
-def test_hostile_rows_get_a_clear_error_or_a_recorded_sample(
+def _check_hostile_rows(
     workers: _Workers, workdir: Path, lines: list[bytes], reply_kind: str, reply_text: str
 ) -> None:
     # the two known crashes, pinned by test_a_file_pyarrow_crashes_on_is_a_dataset_error, are
@@ -358,6 +347,32 @@ def test_hostile_rows_get_a_clear_error_or_a_recorded_sample(
             event(label)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fuzz(max_examples: int) -> Callable[..., None]:
+    """The hostile-rows fuzz test with a budget of ``max_examples`` files."""
+    test = given(lines=LINES, reply_kind=REPLY_KINDS, reply_text=TEXT)(_check_hostile_rows)
+    # a reply with a lone surrogate (a server can send one, escaped): it once broke the cache
+    test = example(lines=[json.dumps(BASE_ROW).encode()], reply_kind="text", reply_text="a\ud800b")(
+        test
+    )
+    # two rows with one id: one row's verdicts once landed on the other's reply in the report
+    test = example(
+        lines=[json.dumps(BASE_ROW).encode()] * 2, reply_kind="imitation", reply_text=""
+    )(test)
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        # no explain phase: it reruns a failing example hundreds of times
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )(test)
+
+
+#: A quick taste in every run of the tests (each file costs a run of the suite, about 1.5 s) ...
+test_hostile_rows_get_a_clear_error_or_a_recorded_sample = _fuzz(QUICK_EXAMPLES)
+#: ... and the full budget in the slow group (CI).
+test_hostile_rows_full_budget = pytest.mark.slow(_fuzz(MAX_EXAMPLES))
 
 
 # -- files known to kill the reader --------------------------------------------------------------

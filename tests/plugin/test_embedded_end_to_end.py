@@ -12,7 +12,6 @@ from tests.conftest import REAL_ROWS_JSONL
 from tests.plugin.conftest import Suite
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.embedded,
     pytest.mark.skipif(
         embedded_available() is not None, reason=f"embedded model: {embedded_available()}"

@@ -209,7 +209,7 @@ def test_zz_asks_the_model(sample, reply, ask):
 """
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("dist", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "n2"])
 def test_ctrl_c_leaves_a_partial_report_and_a_usable_cache(suite: Suite, dist: list[str]) -> None:
     ids = _row_ids()
@@ -290,7 +290,7 @@ def test_zz_waits_for_ctrl_c(sample, reply):
 """
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.embedded
 @pytest.mark.skipif(embedded_available() is not None, reason=f"embedded: {embedded_available()}")
 def test_ctrl_c_leaves_no_embedded_server(suite: Suite) -> None:

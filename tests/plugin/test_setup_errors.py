@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import socket
+from pathlib import Path
 
 import pytest
 
 from mimicry.exitcodes import ExitStatus
 from mimicry.testing import CHAT, FakeOllama
 from tests.conftest import REAL_ROWS_JSONL
-from tests.plugin.conftest import BUILT_IN, Suite
+from tests.plugin.conftest import BUILT_IN, Suite, dataset_args
 
 
 def _closed_port() -> int:
@@ -150,3 +151,49 @@ def test_ini_keys_set_options(suite: Suite, fake_ollama: FakeOllama) -> None:
     assert result.ret == ExitStatus.OK, result.stdout.str()
     assert fake_ollama.count(CHAT) == 1
     assert fake_ollama.chat_bodies[0]["options"]["seed"] == 11  # the command line beats the ini
+
+
+def test_a_report_that_cannot_be_written_is_status_73_and_the_others_are_written(
+    suite: Suite, fake_ollama: FakeOllama
+) -> None:
+    (suite.pytester.path / "blocker").write_text("a file, not a folder\n")
+    result = suite.run(
+        *dataset_args(fake_ollama, ids="887722"),
+        "--report-json=r.json",
+        "--report-md=blocker/summary.md",
+    )
+
+    assert result.ret == ExitStatus.REPORT_NOT_WRITTEN, result.stdout.str()
+    out = result.stdout.str() + result.stderr.str()
+    assert "blocker/summary.md" in out
+    assert "Traceback" not in out
+    # the JSON report was written, and says the status the run had until then
+    assert suite.report()["run"]["exit_status"] == ExitStatus.OK
+    assert fake_ollama.count(CHAT) == 1
+
+
+@pytest.mark.embedded
+def test_an_embedded_server_that_does_not_start_is_one_line_and_status_69(suite: Suite) -> None:
+    from tests.embedded.fakes import tiny_gguf
+
+    # a valid GGUF header without tensor data: readable facts, a model llama.cpp cannot load
+    gguf = tiny_gguf(suite.pytester.path / "headers-only.gguf")
+    result = suite.run(
+        "--backend=embedded",
+        f"--embedded-gguf={gguf}",
+        f"--dataset={REAL_ROWS_JSONL}",
+        "--samples=2",
+        subprocess=True,
+    )
+
+    assert result.ret == ExitStatus.SERVER_UNUSABLE
+    assert result.stdout.lines == []
+    [line] = result.stderr.lines
+    assert line.startswith(
+        "mimicry: the embedded server exited with status 1 before it was ready: "
+    )
+    assert "llama.cpp could not load 'headers-only.gguf'" in line or "headers-only.gguf" in line
+    log = re.search(r"its whole log: (\S+)$", line)
+    assert log is not None, line
+    assert "headers-only.gguf" in Path(log.group(1)).read_text()
+    Path(log.group(1)).unlink()

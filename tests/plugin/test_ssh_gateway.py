@@ -44,7 +44,7 @@ from mimicry.testing import FakeModel, FakeOllama
 from tests.conftest import REAL_ROWS_JSONL
 from tests.plugin.conftest import BUILT_IN, Suite, comparable, pinned_imitations
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+pytestmark = [pytest.mark.subprocess]
 
 N_SAMPLES = 12
 #: Safety nets only: sshd listens within milliseconds and the run takes seconds.

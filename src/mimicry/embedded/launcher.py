@@ -37,11 +37,12 @@ ENGINE_INSTALL_COMMAND: Final = "pip install -e '.[embedded]'"
 # The server stops at once on SIGTERM (aborting generations in flight); SIGKILL follows if it
 # has not within this grace, so stop() returns within about this long whatever happens.
 _STOP_GRACE_SECONDS: Final = 2.0
-_LOG_TAIL_LINES: Final = 20
+_ERROR_MARKER: Final = " ERROR "  # in the server's log lines, "mimicry-serve ERROR logger: ..."
 
 
 class EmbeddedServerError(RuntimeError):
-    """The embedded server could not be started (the message holds the end of its log)."""
+    """The embedded server could not be started (the message says why in one line and where
+    its whole log was kept)."""
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,26 @@ def embedded_available() -> str | None:
     return None
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+def _reason(log: str) -> str:
+    """The one line of a failed server's log that says why: the server's own last error (which
+    names the fix), else the log's last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        prefix, marker, message = line.partition(_ERROR_MARKER)
+        if marker and prefix.startswith("mimicry-serve"):
+            return message.split(": ", 1)[-1] if ": " in message else message
+    return lines[-1] if lines else "its log is empty"
+
+
+def _keep_log(log_file: Path, command: str) -> Path | None:
+    """Copy a failed server's log where it outlives the server's folder; None if it cannot."""
+    kept = Path(tempfile.gettempdir()) / f"mimicry-embedded-{os.getpid()}.log"
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+        kept.write_text(f"$ {command}\n{text}", encoding="utf-8")
     except OSError:
-        return "(no log)"
-    kept = text.strip().splitlines()[-lines:]
-    return "\n".join(kept) if kept else "(the log is empty)"
+        return None
+    return kept
 
 
 class EmbeddedServer:
@@ -235,12 +249,14 @@ class EmbeddedServer:
             return ""
 
     def _fail(self, what: str, log_file: Path) -> None:
-        tail = _tail(log_file)
-        command = " ".join(self.command(Path("<ready-file>")))
+        try:
+            log = log_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            log = ""
+        kept = _keep_log(log_file, " ".join(self.command(Path("<ready-file>"))))
         self.stop()
-        raise EmbeddedServerError(
-            f"the embedded server ({command}) {what}; the end of its log:\n{tail}"
-        )
+        where = f"; its whole log: {kept}" if kept is not None else ""
+        raise EmbeddedServerError(f"the embedded server {what}: {_reason(log)}{where}")
 
     def stop(self) -> int | None:
         """Stop the server at once, aborting generations in flight; safe to repeat.

@@ -419,7 +419,7 @@ def start_embedded(embedded: Mapping[str, Any]) -> Any:
     try:
         server.start()
     except EmbeddedServerError as exc:
-        raise server_error(f"the embedded server did not start: {exc}") from None
+        raise server_error(str(exc)) from None
     return server
 
 

@@ -630,7 +630,11 @@ class EvalRun:
             try:
                 write(path)
             except OSError as exc:
-                finished.problems.append(f"could not write {flag} {str(path)!r}: {exc}")
+                finished.problems.append(
+                    f"could not write {flag} {str(path)!r}: {exc.strerror or exc}"
+                    f"{f' ({exc.filename})' if exc.filename else ''}; give a path in a writable "
+                    "folder"
+                )
             else:
                 finished.written.append(str(path))
 
