@@ -465,9 +465,12 @@ class _Controller:
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         run = self.run
-        if run.dry_run:
-            return []
         plan = run.plan
+        if run.dry_run:
+            return [
+                f"mimicry: {len(plan.indices)} samples of {plan.dataset.get('label')} (no server "
+                "contacted: nothing is asked with --collect-only)"
+            ] + [f"mimicry: {note}" for note in plan.notes]
         where = f" at {plan.host}" if plan.host else ""
         lines = [
             f"mimicry: {plan.model} via {plan.backend}{where}, {len(plan.indices)} samples of "
