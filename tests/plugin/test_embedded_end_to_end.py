@@ -86,3 +86,28 @@ def test_the_server_is_gone_after_a_failing_gate(suite: Suite) -> None:
 
     assert result.ret == 1
     assert set(_children_serving(os.getpid())) <= already
+
+
+def test_the_bundled_model_judges_answers_prompt(suite: Suite) -> None:
+    result = suite.run(
+        "--backend=embedded",
+        f"--judge-model={BUNDLED_MODEL_NAME}",
+        f"--dataset={REAL_ROWS_JSONL}",
+        f"--sample-ids={SHORT_IDS}",
+        "--num-predict=48",
+        "--report-json=r.json",
+        "-rA",
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    report = suite.report()
+    run = report["run"]
+    assert run["judge_model"] == BUNDLED_MODEL_NAME
+    assert run["judge_model_info"]["digest"] == run["model_digest"]
+    row = report["behaviors"]["answers_prompt"]
+    assert row["n"] + row["null"] == 3
+    assert row["errors"] == 0
+    for sample in report["samples"]:
+        explanation = sample["explanations"]["answers_prompt"]
+        # the verdict is the judge's reading of its own reply, quoted in the explanation
+        assert explanation.startswith(("the judge says the reply", "not judged: the judge said"))
