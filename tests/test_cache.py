@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -90,26 +91,25 @@ def test_concurrent_writers_store_each_key_once(tmp_path: Path) -> None:
     assert all(cache.get(f"{i:04d}")["i"] == i for i in range(200))  # type: ignore[index]
 
 
-def _endless_writer(directory: str) -> None:
+def _endless_writer(directory: str, writing: Event) -> None:
     cache = ResponseCache(Path(directory))
     i = 0
     while True:
         cache.put(f"k{i}", {"content": "x" * 10_000, "i": i})
         i += 1
+        if i == 50:
+            writing.set()  # well into its writes, and it goes on writing
 
 
 def test_a_process_killed_while_writing_leaves_a_consistent_cache(tmp_path: Path) -> None:
     import os
     import signal
-    import time
 
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_endless_writer, args=(str(tmp_path),))
+    writing = ctx.Event()
+    proc = ctx.Process(target=_endless_writer, args=(str(tmp_path), writing))
     proc.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / "replies.sqlite3-wal").exists():
-        time.sleep(0.05)
-    time.sleep(0.5)  # mid-stream of writes
+    assert writing.wait(60), "the writer never got going"
     assert proc.pid is not None
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)

@@ -24,6 +24,7 @@ from mimicry.embedded import (
     slots_for,
 )
 from tests.embedded.fakes import tiny_gguf
+from tests.processes import wait_gone
 
 SMALL = EmbeddedSpec(ctx_size=512, threads=1)
 
@@ -44,12 +45,8 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return not _alive(pid)
+    """Whether the process ended within ``timeout`` (waiting on its pidfd, not polling)."""
+    return not wait_gone([pid], timeout)
 
 
 def _refused(url: str) -> bool:
@@ -193,11 +190,11 @@ def test_the_server_dies_with_a_sigkilled_parent() -> None:
         pytest.skip(reason)
     script = textwrap.dedent(
         """
-        import sys, time
+        import signal
         from mimicry.embedded import EmbeddedServer, EmbeddedSpec
         server = EmbeddedServer(EmbeddedSpec(ctx_size=512, threads=1))
         print(server.start(), server.pid, server._workdir, flush=True)
-        time.sleep(120)
+        signal.pause()  # until the test SIGKILLs this parent
         """
     )
     parent = subprocess.Popen(

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ from mimicry.exitcodes import ExitStatus
 from mimicry.testing import CHAT, Answer, FaultyOllama, Hang
 from tests.conftest import REAL_ROWS_JSONL
 from tests.plugin.conftest import BUILT_IN, Suite
+from tests.processes import wait_gone
 
 #: The samples (the first ones in the plan's order) whose replies the fake answers before
 #: Ctrl-C; every later request is held, so the run is waiting on the fake when the signal comes.
@@ -110,7 +110,7 @@ class Child:
         workers) to be gone; its exit status."""
         status = self.proc.wait(timeout=EXIT_TIMEOUT_S)
         self._reader.join(EXIT_TIMEOUT_S)
-        left = _wait_gone(_group(self.pgid), EXIT_TIMEOUT_S)
+        left = wait_gone(_group(self.pgid), EXIT_TIMEOUT_S)
         assert not left, f"processes of the run outlived it: {left}\n{self.output}"
         return status
 
@@ -124,7 +124,7 @@ class Child:
         if left:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
-            _wait_gone(left, EXIT_TIMEOUT_S)
+            wait_gone(left, EXIT_TIMEOUT_S)
         self._reader.join(EXIT_TIMEOUT_S)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -162,29 +162,6 @@ def _serving_children(pid: int) -> list[int]:
             if b"mimicry.serve" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(child)
     return found
-
-
-def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
-    """Wait for each process to end (on its pidfd, which becomes readable then); the pids
-    still alive after ``timeout``."""
-    fds: dict[int, int] = {}
-    try:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                fds[os.pidfd_open(pid)] = pid
-        deadline = time.monotonic() + timeout
-        while fds:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            ready, _, _ = select.select(list(fds), [], [], remaining)
-            for fd in ready:
-                os.close(fd)
-                del fds[fd]
-        return sorted(fds.values())
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def _row_ids() -> list[int]:

@@ -25,15 +25,13 @@ import json
 import os
 import pwd
 import re
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -43,6 +41,7 @@ from mimicry.exitcodes import ExitStatus
 from mimicry.testing import FakeModel, FakeOllama
 from tests.conftest import REAL_ROWS_JSONL
 from tests.plugin.conftest import BUILT_IN, Suite, comparable, pinned_imitations
+from tests.processes import wait_gone
 
 pytestmark = [pytest.mark.subprocess]
 
@@ -99,29 +98,6 @@ def _descendants(pid: int) -> list[int]:
         found += children
         frontier += children
     return found
-
-
-def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
-    """Wait for each process to end (its pidfd becomes readable then); those still alive after
-    ``timeout``."""
-    fds: dict[int, int] = {}
-    try:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                fds[os.pidfd_open(pid)] = pid
-        deadline = time.monotonic() + timeout
-        while fds:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            ready, _, _ = select.select(list(fds), [], [], remaining)
-            for fd in ready:
-                os.close(fd)
-                del fds[fd]
-        return sorted(fds.values())
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -477,7 +453,7 @@ def test_two_ssh_workers_on_two_hosts_report_what_a_run_without_xdist_reports(
         )
         assert result.ret == ExitStatus.OK, _why(result, sshd)
         # the workers end with the run: xdist closed the gateways, the sessions ended
-        left = _wait_gone(sshd.sessions(), STOP_TIMEOUT_S)
+        left = wait_gone(sshd.sessions(), STOP_TIMEOUT_S)
         assert not left, f"sshd sessions outlived the run: {left}\n{_why(result, sshd)}"
         asked_over_ssh = {host.url: _asked(host) for host in (one, two)}
 
