@@ -64,19 +64,6 @@ if TYPE_CHECKING:
         Trickle,
     )
 
-_FAULTS = {
-    "Answer",
-    "BadBody",
-    "CloseMidBody",
-    "Die",
-    "Drop",
-    "FaultyOllama",
-    "Hang",
-    "ModelMissing",
-    "Status",
-    "Trickle",
-}
-
 __all__ = [
     "CHAT",
     "DEFAULT_MODEL",
@@ -119,5 +106,7 @@ def __getattr__(name: str) -> Any:
     # find its module not yet imported (runpy warns otherwise, and would run a second copy).
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = "faults" if name in _FAULTS else "fake_ollama"
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    faults = importlib.import_module(f"{__name__}.faults")  # it imports fake_ollama
+    if name in faults.__all__:
+        return getattr(faults, name)
+    return getattr(importlib.import_module(f"{__name__}.fake_ollama"), name)
