@@ -12,6 +12,8 @@ VERBATIM_ANCHOR_CHARS: Final = 16
 VERBATIM_WINDOW_CHARS: Final = 1 << 16
 #: ...with at most this many characters searched in the record, summed over all searches.
 VERBATIM_SEARCH_BUDGET_CHARS: Final = 50_000_000
+#: Probes are searched in the source directly while (probes x source length) stays below this.
+_DIRECT_SEARCH_CHARS: Final = 8_000_000
 
 
 def verbatim_share(reply: str, record_text: str) -> float | None:
@@ -47,7 +49,12 @@ def longest_common_substring(text: str, source: str) -> int:
     if len(text) < width or len(source) < width:
         return _short_common_substring(text, source)
     step = width // 2
-    runs = {source[i : i + width] for i in range(len(source) - width + 1)}
+    # Each probe of the text is looked up in the source: by substring search (C speed, no set to
+    # build) while the probes are few for the source's size, else in a set of its runs.
+    probes = (len(text) - width) // step + 1
+    runs: str | set[str] = source
+    if probes * len(source) > _DIRECT_SEARCH_CHARS:
+        runs = {source[i : i + width] for i in range(len(source) - width + 1)}
     searches = max(64, VERBATIM_SEARCH_BUDGET_CHARS // len(source))
     best = 0
     at = 0
