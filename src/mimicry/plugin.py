@@ -346,6 +346,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     token = NOTES.set(notes)
     try:
         return (yield)
+    except (AssertionError, pytest.fail.Exception) as exc:
+        # Not shown: a measurement, taken here so that pytest never formats a traceback for it
+        # (a long one per sample, most of a large run's time otherwise).
+        notes.setdefault("not_shown", _one_line(str(exc)))
+        return None
     finally:
         NOTES.reset(token)
         item.stash[NOTES_KEY] = notes
@@ -356,16 +361,25 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if BEHAVIOR_KEY not in item.stash or report.when == "teardown":
+    if BEHAVIOR_KEY not in item.stash:
+        return report
+    if report.when == "teardown":
+        # the teardown report took its copy (for --junitxml); the item keeps nothing
+        item.user_properties[:] = [p for p in item.user_properties if p[0] != PROPERTY_NAME]
         return report
     if report.when == "setup" and report.passed:
         return report
-    outcome, message = _outcome(report, call)
+    notes = item.stash.get(NOTES_KEY, {}) if report.when == "call" else {}
+    if notes:
+        del item.stash[NOTES_KEY]
+    if "not_shown" in notes:
+        outcome, message = "not shown", notes["not_shown"]
+    else:
+        outcome, message = _outcome(report, call)
     run = item.config.stash[RUN_KEY]
     params = item.callspec.params  # type: ignore[attr-defined]
     index = int(params[SAMPLE_PARAM])
     repeat = int(params.get(REPEAT_PARAM, 0))
-    notes = item.stash.get(NOTES_KEY, {})
     payload = {
         "behavior": item.stash[BEHAVIOR_KEY],
         "index": index,
@@ -378,11 +392,6 @@ def pytest_runtest_makereport(
     }
     item.user_properties.append((PROPERTY_NAME, payload))
     report.user_properties.append((PROPERTY_NAME, payload))
-    if outcome == "not shown":
-        # a sample that does not show the behavior is a measurement: it is not a failure
-        # (pytest's exit status, -x and --maxfail are for errors), and it is its own category
-        report.outcome = "passed"
-        report.longrepr = None
     return report
 
 
@@ -394,13 +403,9 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[st
         return "not judged", reason.removeprefix("Skipped: ")
     if report.passed:
         return "shown", ""
+    # an assertion in the call is "not shown", taken in pytest_runtest_call; anything else that
+    # fails (a fixture, a broken test) is an error
     excinfo = call.excinfo
-    if (
-        report.when == "call"
-        and excinfo is not None
-        and excinfo.errisinstance((AssertionError, pytest.fail.Exception))
-    ):
-        return "not shown", _one_line(str(excinfo.value))
     if excinfo is not None and excinfo.errisinstance(pytest.fail.Exception):
         return "error", _one_line(str(excinfo.value))
     return "error", _one_line(excinfo.exconly() if excinfo is not None else str(report.longrepr))
@@ -456,6 +461,8 @@ class _Controller:
         self.finished: Any = None
         self.other_failures = 0
         self.junit = getattr(config.option, "xmlpath", None)
+        # kept only when asked for (-rn): a line per sample that did not show a behavior
+        self.list_not_shown = NOT_SHOWN_CHAR in (config.option.reportchars or "")
         self.not_shown: list[str] = []
         self._drawn = time.monotonic()  # a log's first progress line comes after a while
 
@@ -516,7 +523,7 @@ class _Controller:
             detector=payload.get("detector"),
             sample=payload.get("sample"),
         )
-        if payload["outcome"] == "not shown":
+        if payload["outcome"] == "not shown" and self.list_not_shown:
             self.not_shown.append(f"{report.nodeid} - {payload.get('message') or ''}")
         if stop is not None:
             self._stop(stop)
@@ -618,7 +625,7 @@ class _Controller:
         finished = self.finished
         if finished is None:
             return
-        if NOT_SHOWN_CHAR in (tr.config.option.reportchars or "") and self.not_shown:
+        if self.list_not_shown and self.not_shown:
             tr.write_sep("=", "not shown")
             for line in self.not_shown:
                 tr.write_line(f"NOT SHOWN {line}")
