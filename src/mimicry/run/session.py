@@ -118,6 +118,7 @@ class EvalRun:
         self._positions: dict[int, int] | None = None
         self._prefetcher: threading.Thread | None = None
         self._stop_prefetch = threading.Event()
+        self._prefetch_wake = threading.Event()  # set when a prefetched request ends, or on stop
         self._consecutive_errors = 0
         self._started = time.monotonic()
         self._client: Any = None
@@ -435,6 +436,10 @@ class EvalRun:
         )
         self._prefetcher.start()
 
+    def _stop_prefetching(self) -> None:
+        self._stop_prefetch.set()
+        self._prefetch_wake.set()
+
     def _prefetch(self) -> None:
         service = self.service()
         limit = max(1, self.plan.concurrency)
@@ -462,10 +467,15 @@ class EvalRun:
                     ):
                         return
                     # in flight: counted here, not by the service, which no longer counts a
-                    # request once a test waits for it
+                    # request once a test waits for it. Cleared before counting, so a request
+                    # that ends after the count still wakes the wait below.
+                    self._prefetch_wake.clear()
+                    if self._stop_prefetch.is_set():  # a stop just before the clear
+                        return
                     if sum(1 for future in started if not future.done()) < limit:
                         break
-                    if self._stop_prefetch.wait(0.01):
+                    self._prefetch_wake.wait()  # a request ended, or the run is stopping
+                    if self._stop_prefetch.is_set():
                         return
                 if self._stop_prefetch.is_set():
                     return
@@ -477,6 +487,7 @@ class EvalRun:
                     continue
                 future = service.prefetch(messages, repeat, route=index)
                 if future is not None:
+                    future.add_done_callback(lambda _: self._prefetch_wake.set())
                     started.append(future)
 
     # -- results (controller) ---------------------------------------------------------------
@@ -533,7 +544,7 @@ class EvalRun:
         if reason is None or self.stopped:
             return None
         self.stopped = f"stopping early: {reason} (last: {sample.get('error')})"
-        self._stop_prefetch.set()
+        self._stop_prefetching()
         return self.stopped
 
     def finish(self, *, interrupted: bool, other_failures: int) -> Finished:
@@ -543,7 +554,7 @@ class EvalRun:
         raised (not a measurement), and a failed gate make the status 1.
         Returns the status the run calls for (None: the test runner's own stands).
         """
-        self._stop_prefetch.set()
+        self._stop_prefetching()
         settings = self.settings
         planned = self.progress.total
         seen = len(self.results.samples)
@@ -673,7 +684,7 @@ class EvalRun:
 
     def close(self) -> None:
         """Stop prefetching, close clients and caches, stop the embedded server."""
-        self._stop_prefetch.set()
+        self._stop_prefetching()
         with self._services_lock:
             services, self._services = list(self._services.values()), {}
         for service in services:
