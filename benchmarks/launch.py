@@ -21,6 +21,8 @@ def main(argv: list[str]) -> int:
     process = subprocess.Popen(command)
     # a Ctrl-C reaches the whole foreground group; the command decides what to do with it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the benchmark ending early (it sends SIGTERM): pass it on, then report as usual
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     _, status, usage = os.wait4(process.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     with open(result_path, "w", encoding="utf-8") as fh:

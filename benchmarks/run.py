@@ -1,33 +1,36 @@
-"""The suite's benchmarks: harness overhead, concurrency, full-size replay, the embedded model.
+"""The suite's benchmarks, and the goals of issue 12 measured as ratios in one run.
 
-Run them all (from the repository root, in the project's virtualenv)::
+Run everything (from the repository root, in the project's virtualenv; with
+``--fullsize-repeat 1`` it took an hour on a shared 2-core machine, two thirds of it the
+full-size replay)::
 
     python benchmarks/run.py --json benchmarks/results.json
 
-or some of them (``overhead``, ``concurrency``, ``replay``, ``embedded``), e.g. to try the script
-in a few minutes: ``python benchmarks/run.py overhead replay --quick``. Everything is written to
-a temporary folder and removed at the end (``--keep`` keeps it). The full ``replay`` takes about
-20 minutes on a 2-core machine: it runs 229,908 pytest items five times.
+or some of it: ``python benchmarks/run.py goals`` (start-up, modules, the comparison: 13 minutes
+on a quiet machine), ``python benchmarks/run.py compare``, ``python benchmarks/run.py fullsize``;
+``--quick`` uses small sizes to try the script in a few minutes. Every goal is printed at the
+end with its figures, its ratio and whether it is met. Everything is written to a temporary
+folder and removed at the end (``--keep`` keeps it, with every log).
 
-1. ``overhead``: the same N requests (default 500) to a fake Ollama server that answers each after
-   a fixed latency (20 ms), sent by a bare loop over ``ollama.Client.chat`` and through
-   ``pytest evals -p no:xdist --response-cache-mode off`` (four tests per sample, one request per
-   sample). Both are timed as whole processes, start to exit, the median of ``--repeat`` runs.
-   Goal: suite / bare <= 1.05.
-2. ``concurrency``: a fake server with P=8 slots and a fixed latency L (200 ms): the ideal
-   throughput is P / L. Achieved throughput is measured by the server (requests served from the
-   first request's arrival to the last reply, so pytest's start-up is not counted; the
-   end-to-end rate is shown beside it). Goal: >= 90% of ideal for the suite with
-   ``-n 2 --concurrency 4``.
-3. ``replay``: a 57,477-row synthetic dataset (:mod:`mimicry.synthetic`); its replies recorded once
-   from a fast fake server, then ``pytest evals --samples all --response-cache-mode replay`` with
-   and without ``-n 2``, next to pytest's own floor in the same run: a generated file of 57,477 x 4
-   = 229,908 trivial parametrized tests. Wall time and peak RSS of the largest process (the
-   ``wait4`` rusage that ``benchmarks/launch.py`` reads, cross-checked by sampling ``VmHWM`` in
-   ``/proc``). Goal: <= 1.5x the floor, both figures, with and without ``-n 2``.
-4. ``embedded``: the embedded model (SmolLM2-135M through llama.cpp) on the 32 real rows: prompt
-   and generation tokens/s (the server's own counts and durations) and samples/min, through the
-   ``ollama`` client, and samples/min through the suite (``--backend embedded -n 2``).
+Benchmarks (each a group of whole processes, timed from start to exit, interleaved: every round
+runs each command once, in a rotated order; the figure is the median of ``--repeat`` rounds):
+
+1. ``startup``: a cached 1-sample run and a cached rerun of the 32 real rows, in one process and
+   with ``-n 8``, beside pytest's floor for as many items (4 per sample ``assert True`` items,
+   the same ``-n``). Goals: <= 1.5x and <= 2x the floor.
+2. ``modules``: which heavy modules (datasets, pyarrow, pandas, scipy, matplotlib, numpy) each
+   process of a run loaded (the controller, each xdist worker), without reports and with every
+   report, and when each process reached each phase. Goal: none on a worker; on the controller
+   only for the reports that use them.
+3. ``compare``: the suite beside promptfoo and inspect_ai on the same work, five scenarios
+   (``benchmarks/compare.py``). Goals: ``-n 8`` never slower than one process; end to end
+   within 15% of the server's capacity at 200 ms; faster than promptfoo ``-j 8`` in every row.
+4. ``fullsize``: 57,477 synthetic rows replayed from the response cache, without xdist and with
+   ``-n 2``, beside pytest's floor (229,908 items). Goal: <= 1.5x the floor in wall time and in
+   the peak RSS of the largest process.
+
+Earlier benchmarks, run only when named: ``overhead`` (a bare ``ollama`` loop against the
+suite), ``concurrency`` (server-side throughput), ``embedded`` (the embedded model).
 
 The benchmarks are not tests: they print figures and ratios and never fail on a missed goal.
 The exit status is 0 unless a benchmark could not run (then 1).
@@ -37,350 +40,352 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
-import os
-import platform
 import re
-import select
 import shlex
 import shutil
+import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from harness import (
+    BEHAVIORS_PER_SAMPLE,
+    BENCH_DIR,
+    FAKE_MODEL,
+    FULL_ROWS,
+    PYTHON,
+    REAL_ROWS,
+    RECORD_TARGET,
+    REPO,
+    FakeServer,
+    Goal,
+    Measured,
+    Run,
+    any_failed,
+    bench_env,
+    floor_command,
+    floor_dir,
+    has_concurrency,
+    heavy_processes,
+    machine,
+    measure,
+    median_rss,
+    median_wall,
+    print_table,
+    run_interleaved,
+    suite_command,
+    warm_up,
+    write_rows,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH_DIR = Path(__file__).resolve().parent
-PYTHON = sys.executable
-REAL_ROWS = REPO.parent / "shared" / "data" / "lmsys-arena-sample" / "train-first32.jsonl"
-FAKE_MODEL = "fake-model:1b"
-FULL_ROWS = 57_477
-BEHAVIORS_PER_SAMPLE = 4
-RECORD_TARGET = "evals/test_copies_braces.py"
-BENCHMARKS = ("overhead", "concurrency", "replay", "embedded")
-RSS_POLL_S = 2.0
+BENCHMARKS = ("startup", "modules", "compare", "fullsize", "overhead", "concurrency", "embedded")
+GROUPS = {
+    "all": ("startup", "modules", "compare", "fullsize"),
+    "goals": ("startup", "modules", "compare"),
+    "replay": ("fullsize",),
+}
+DEFAULT = GROUPS["all"]
+HEAVY_MODULES = ("datasets", "pyarrow", "pandas", "scipy", "matplotlib", "numpy")
 
 
-# -- machine and processes -------------------------------------------------------------------
+# -- 1. start-up -----------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    load = ""
-    with contextlib.suppress(OSError):
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    versions = {}
-    for name in ("mimicry-evals", "pytest", "pytest-xdist", "ollama", "datasets", "xllamacpp"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
+def bench_startup(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Cached runs of 1 and 32 samples beside pytest's floor for as many items."""
+    env = bench_env(tmp)
+    one = tmp / "startup-one.jsonl"
+    one.write_text(REAL_ROWS.read_text().splitlines()[0] + "\n")
+    cache = tmp / "startup-cache"
+    cases = [("1 sample", one, 1, 1.5), ("32 real rows", REAL_ROWS, 32, 2.0)]
+    xdists = [("one process", ["-p", "no:xdist"]), ("-n 8", ["-n", "8"])]
+    runs: list[Run] = []
+    with FakeServer(latency_ms=20, slots=8, log=tmp / "startup-server.log") as server:
+        print("  untimed: store every reply (cache mode use), build the row stores")
+        for _, dataset, _, _ in cases:
+            measure(
+                "fill",
+                suite_command(dataset, server.url, cache, "use", "-p", "no:xdist"),
+                cwd=REPO,
+                env=env,
+                log=tmp / f"startup-fill-{dataset.stem}.log",
+            )
+        for name, dataset, rows, _ in cases:
+            floor = floor_dir(tmp, rows)
+            for xname, xdist in xdists:
+                runs.append(
+                    Run(
+                        f"suite, cached, {name}, {xname}",
+                        suite_command(dataset, server.url, cache, "use", *xdist),
+                        REPO,
+                        env,
+                        server,
+                    )
+                )
+                runs.append(
+                    Run(
+                        f"floor, {rows * BEHAVIORS_PER_SAMPLE} items, {xname}",
+                        floor_command(tmp / f"floor-cache-{rows}", *xdist),
+                        floor,
+                        env,
+                    )
+                )
+        measured = run_interleaved(runs, args.repeat, tmp, "startup")
+    goals = []
+    figures: dict[str, Any] = {}
+    for name, _, rows, limit in cases:
+        for xname, _ in xdists:
+            suite = measured[f"suite, cached, {name}, {xname}"]
+            floor = measured[f"floor, {rows * BEHAVIORS_PER_SAMPLE} items, {xname}"]
+            s, f = median_wall(suite), median_wall(floor)
+            asked = sorted({int(m.extra["server"]["replies"]) for m in suite})
+            note = any_failed(suite) or any_failed(floor)
+            if asked != [0]:
+                note = f"{note} the server was asked {asked} times: not all cached".strip()
+            goals.append(
+                Goal(
+                    "start-up",
+                    f"cached {name} within {limit:g}x pytest's floor ({rows * 4} items), {xname}",
+                    f"{s:.2f} s / {f:.2f} s",
+                    s / f,
+                    limit,
+                    note=note,
+                )
+            )
+            figures[f"{name}, {xname}"] = {
+                "suite_walls_s": [round(m.wall_s, 3) for m in suite],
+                "floor_walls_s": [round(m.wall_s, 3) for m in floor],
+                "suite_session_s": [_session_seconds(m.summary) for m in suite],
+                "floor_session_s": [_session_seconds(m.summary) for m in floor],
+                "suite_peak_rss_mb": round(median_rss(suite)),
+                "floor_peak_rss_mb": round(median_rss(floor)),
+            }
+            print(
+                f"  {name}, {xname}: suite {s:.2f} s / floor {f:.2f} s = {s / f:.2f}x "
+                f"(limit {limit:g}x)"
+            )
     return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "memory_gb": round(mem_kb / 1024 / 1024, 1),
-        "cpu_model": cpu_model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": load,
-        "versions": versions,
+        "repeat": args.repeat,
+        "figures": figures,
+        "goals": [g.to_dict() for g in goals],
+        "runs": {k: [m.to_dict() for m in v] for k, v in measured.items()},
     }
 
 
-@dataclass
-class Measured:
-    """One command, timed from start to exit, with the peak RSS of its largest process."""
-
-    label: str
-    command: list[str]
-    wall_s: float
-    peak_rss_mb: float
-    exit_code: int
-    summary: str
-    log: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "command": shlex.join(self.command),
-            "wall_s": round(self.wall_s, 3),
-            "peak_rss_mb": round(self.peak_rss_mb, 1),
-            "exit_code": self.exit_code,
-            "summary": self.summary,
-            **self.extra,
-        }
+# -- 2. heavy modules per process ------------------------------------------------------------
 
 
-def _process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def measure(
-    label: str, command: list[str], *, cwd: Path, env: dict[str, str], log: Path
-) -> Measured:
-    """Run ``command`` to completion; wall time and the largest process's peak RSS."""
-    print(f"  $ {shlex.join(command)}", flush=True)
-    peak_kb = 0
-    done = threading.Event()
-    started = time.perf_counter()
-    rusage_file = log.with_suffix(".rusage.json")
-    launched = [PYTHON, str(BENCH_DIR / "launch.py"), str(rusage_file), *command]
-    with log.open("wb") as out:
-        process = subprocess.Popen(launched, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    others: set[str] = set()
-    largest = ""
-
-    def poll() -> None:
-        # wait4's rusage misses descendants that were never reaped; VmHWM is a high-water mark,
-        # so sampling it now and then still sees each process's peak (the launcher's own ~10 MB
-        # is in the tree too, far below anything measured)
-        nonlocal peak_kb, largest
-        while not done.wait(RSS_POLL_S):
-            with contextlib.suppress(Exception):
-                for pid in _process_tree(process.pid):
-                    hwm = _vm_hwm_kb(pid)
-                    if hwm > peak_kb:
-                        peak_kb, largest = hwm, _role(pid)
-                others.update(heavy_processes())
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    process.wait()
-    wall = time.perf_counter() - started
-    done.set()
-    poller.join()
-    launched_rss_kb = json.loads(rusage_file.read_text())["maxrss_kb"]
-    text = log.read_text(errors="replace")
-    summary = _pytest_summary(text)
-    rss_mb = max(launched_rss_kb, peak_kb) / 1024
-    which = f" ({largest})" if largest and peak_kb >= launched_rss_kb else ""
-    print(
-        f"    {wall:.2f} s, peak RSS {rss_mb:.0f} MB{which}, exit {process.returncode}: {summary}"
-    )
-    if others:
-        print(
-            f"    warning: {len(others)} other pytest process(es) ran meanwhile: timing distorted"
-        )
-    if process.returncode != 0:
-        tail = "\n".join(text.strip().splitlines()[-15:])
-        print(f"    the command failed; the end of its output ({log}):\n{tail}")
-    measured = Measured(label, command, wall, rss_mb, process.returncode, summary, str(log))
-    if largest:
-        measured.extra["largest_process"] = largest
-    if others:
-        measured.extra["other_pytest_processes_meanwhile"] = sorted(others)
-    return measured
-
-
-def _role(pid: int) -> str:
-    """What a process of a measured tree is: an xdist worker, the main process, a server."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "?"
-    words = [w.decode(errors="replace") for w in cmdline if w]
-    text = " ".join(words)
-    if "exec(eval(sys.stdin.readline()))" in text:  # how execnet starts an xdist worker
-        return "xdist worker"
-    if "mimicry.serve" in text:
-        return "embedded server"
-    return "main process"
-
-
-def _pytest_summary(text: str) -> str:
-    for line in reversed(text.strip().splitlines()):
-        match = re.match(r"^=+ (.+ in [\d.]+s.*?) =+$", line.strip())
-        if match:
-            return match.group(1)
-    return (text.strip().splitlines() or [""])[-1][:200]
-
-
-class FakeServer:
-    """The package's fake Ollama server (``python -m mimicry.testing.fake_ollama``) as a child
-    process on a free loopback port: a fixed latency per reply, ``slots`` replies at once, and
-    cheap deterministic imitations of the records (``--reply mixed``)."""
-
-    def __init__(self, *, latency_ms: float, slots: int, log: Path) -> None:
-        self.command = [
-            PYTHON,
-            "-m",
-            "mimicry.testing.fake_ollama",
-            "--port",
-            "0",
-            "--ready-file",
-            str(log.with_suffix(".url")),
-            "--latency-ms",
-            str(latency_ms),
-            "--slots",
-            str(slots),
-            "--model",
-            FAKE_MODEL,
-            "--reply",
-            "mixed",
-        ]
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def __enter__(self) -> FakeServer:
-        print(f"  fake server: {shlex.join(self.command)}", flush=True)
-        with self.log.open("wb") as err:
-            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=err)
-        assert self.process.stdout is not None
-        # its first line of output is its URL, printed once it accepts connections
-        ready, _, _ = select.select([self.process.stdout], [], [], 30)
-        line = self.process.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("http://"):
-            self.__exit__()
-            raise RuntimeError(f"the fake server did not start: {self.log.read_text()[-2000:]}")
-        self.url = line
-        return self
-
-    def stats(self) -> dict[str, Any]:
-        """What it served: ``replies``, ``max_in_flight``, ``window_s`` (first request to last
-        reply, in the server's clock), ``requests`` per path."""
-        data: dict[str, Any] = httpx.get(f"{self.url}/_fake/stats", timeout=10).json()
-        return data
-
-    def reset(self) -> None:
-        httpx.post(f"{self.url}/_fake/reset", timeout=10)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is None:
-            return
-        try:
-            if self.process.poll() is None:
-                self.process.terminate()  # SIGTERM: it stops cleanly, exit status 0
-                try:
-                    self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-        finally:
-            self.process.wait()
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-
-
-def bench_env(tmp: Path) -> dict[str, str]:
-    """The environment of every measured command: hermetic caches, no hub, no stray host."""
-    env = dict(os.environ)
-    env.pop("OLLAMA_HOST", None)
-    # Bytecode is cached as on a user's machine (this machine sets PYTHONDONTWRITEBYTECODE, which
-    # would make every process recompile and assertion-rewrite the suite: about 1 s), but in the
-    # temporary folder, not in the checkout; warm_up() fills it before anything is timed.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(
-        HF_DATASETS_CACHE=str(tmp / "hf-datasets-cache"),
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        PYTHONPYCACHEPREFIX=str(tmp / "pycache"),
-    )
-    return env
-
-
-def warm_up(tmp: Path) -> None:
-    """One untimed run of each kind of process, so that every timed one finds warm caches."""
-    print("\n== warm-up (not timed)", flush=True)
-    dataset = write_rows(tmp / "warm-up.jsonl", 20, seed=99)
+def bench_modules(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Which heavy modules each process of a run holds at its end, and when it reached each
+    phase (``benchmarks/probe_modules.py``, loaded in every process through PYTEST_PLUGINS)."""
     env = bench_env(tmp)
-    with FakeServer(latency_ms=0, slots=8, log=tmp / "warm-up-server.log") as server:
-        bare = [PYTHON, str(BENCH_DIR / "bare_loop.py"), str(dataset), server.url, FAKE_MODEL]
-        measure("warm-up", bare, cwd=REPO, env=env, log=tmp / "warm-up-bare.log")
-        suite = suite_command(dataset, server.url, tmp / "warm-up-cache", "off", "-n", "2")
-        measure("warm-up", suite, cwd=REPO, env=env, log=tmp / "warm-up-suite.log")
-
-
-def suite_options() -> str:
-    """``pytest --help`` of this checkout (to see which options the suite has)."""
-    result = subprocess.run(
-        [PYTHON, "-m", "pytest", "--help"], cwd=REPO, capture_output=True, text=True, check=False
+    probes = tmp / "probes"
+    env.update(
+        PYTEST_PLUGINS="probe_modules",
+        PYTHONPATH=f"{BENCH_DIR}{':' + env['PYTHONPATH'] if env.get('PYTHONPATH') else ''}",
     )
-    return result.stdout
-
-
-def has_concurrency() -> bool:
-    return "--concurrency" in suite_options()
-
-
-def suite_command(
-    dataset: Path, url: str, cache_dir: Path, mode: str, *extra: str, target: str = "evals"
-) -> list[str]:
-    """``pytest evals`` against the fake server; pytest's cache and the replies in ``cache_dir``."""
-    return [
-        PYTHON,
-        "-m",
-        "pytest",
-        target,
-        "--dataset",
-        str(dataset),
-        "--samples",
-        "all",
-        "--backend",
-        "ollama",
-        "--ollama-host",
-        url,
-        "--model",
-        FAKE_MODEL,
-        "--response-cache-mode",
-        mode,
-        "-o",
-        f"cache_dir={cache_dir}",
-        *extra,
+    cache = tmp / "modules-cache"
+    baseline = tmp / "modules-baseline.json"
+    reports = tmp / "modules-reports"
+    cases = [
+        ("cached, one process, no report", ["-p", "no:xdist"], False),
+        ("cached, -n 2, no report", ["-n", "2"], False),
+        (
+            "cached, -n 2, every report and a baseline",
+            [
+                "-n",
+                "2",
+                "--report-json",
+                str(reports / "r.json"),
+                "--report-md",
+                str(reports / "r.md"),
+                "--report-html",
+                str(reports / "r.html"),
+                "--baseline",
+                str(baseline),
+            ],
+            True,
+        ),
     ]
+    found: list[dict[str, Any]] = []
+    with FakeServer(latency_ms=0, slots=8, log=tmp / "modules-server.log") as server:
+        fill = suite_command(
+            REAL_ROWS, server.url, cache, "use", "-p", "no:xdist", "--save-baseline", str(baseline)
+        )
+        measure("fill", fill, cwd=REPO, env=bench_env(tmp), log=tmp / "modules-fill.log")
+        for label, extra, reports_wanted in cases:
+            folder = probes / re.sub(r"[^A-Za-z0-9]+", "-", label)
+            folder.mkdir(parents=True)
+            case_env = {**env, "MIMICRY_BENCH_PROBE_DIR": str(folder)}
+            m = measure(
+                label,
+                suite_command(REAL_ROWS, server.url, cache, "use", *extra),
+                cwd=REPO,
+                env=case_env,
+                log=tmp / f"modules-{folder.name}.log",
+            )
+            processes = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+            for process in processes:
+                heavy = ", ".join(process["heavy"]) or "none"
+                print(
+                    f"    {process['role']}: heavy modules {heavy}; {process['n_modules']} "
+                    f"modules; phases (s since the process started) {process['marks']}"
+                )
+            found.append(
+                {
+                    "case": label,
+                    "reports": reports_wanted,
+                    "wall_s": round(m.wall_s, 3),
+                    "exit_code": m.exit_code,
+                    "processes": processes,
+                }
+            )
+    goals = []
+    for case in found:
+        workers = [p for p in case["processes"] if p["role"] != "controller"]
+        controller = [p for p in case["processes"] if p["role"] == "controller"]
+        on_workers = sorted({h for p in workers for h in p["heavy"]})
+        on_controller = sorted({h for p in controller for h in p["heavy"]})
+        if workers:
+            goals.append(
+                Goal(
+                    "start-up",
+                    f"xdist workers load no heavy module: {case['case']}",
+                    f"{len(workers)} workers: {', '.join(on_workers) or 'none'}",
+                    float(len(on_workers)),
+                    0,
+                    note="" if case["exit_code"] == 0 else f"exit {case['exit_code']}",
+                )
+            )
+        if not case["reports"]:
+            goals.append(
+                Goal(
+                    "start-up",
+                    f"no heavy module without a report that needs it: {case['case']}",
+                    f"controller: {', '.join(on_controller) or 'none'}",
+                    float(len(on_controller)),
+                    0,
+                    note="" if controller else "no controller probe",
+                )
+            )
+        else:
+            goals.append(
+                Goal(
+                    "start-up",
+                    f"reports load heavy modules on the controller only: {case['case']}",
+                    f"controller: {', '.join(on_controller) or 'none'}; workers: "
+                    f"{', '.join(on_workers) or 'none'}",
+                    float(len(on_workers)),
+                    0,
+                )
+            )
+    return {"cases": found, "goals": [g.to_dict() for g in goals]}
 
 
-def write_rows(path: Path, n_rows: int, seed: int) -> Path:
-    from mimicry.synthetic import write_dataset
+# -- 4. full size ----------------------------------------------------------------------------
 
-    started = time.perf_counter()
-    write_dataset(path, n_rows=n_rows, seed=seed)
-    size, took = path.stat().st_size / 1e6, time.perf_counter() - started
-    print(f"  dataset: {n_rows} synthetic rows, {size:.0f} MB, written in {took:.1f} s")
-    return path
+
+def bench_fullsize(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    rows = args.replay_rows
+    items = rows * BEHAVIORS_PER_SAMPLE
+    dataset = write_rows(tmp / f"replay-{rows}.jsonl", rows, seed=0)
+    env = bench_env(tmp)
+    cache = tmp / "replay-pytest-cache"
+    floor = floor_dir(tmp, rows)
+    repeat = args.fullsize_repeat or args.repeat
+    result: dict[str, Any] = {"rows": rows, "items": items, "repeat": repeat}
+    xdists = [("no xdist", ["-p", "no:xdist"]), ("-n 2", ["-n", "2"])]
+    with FakeServer(latency_ms=0, slots=8, log=tmp / "replay-server.log") as server:
+        # one behavior's module asks for every sample's reply (the cache key is the request,
+        # not the test): a quarter of the items, the same cache
+        record = measure(
+            "record replies (one behavior, -n 2 --concurrency 8, cache mode use)",
+            suite_command(
+                dataset,
+                server.url,
+                cache,
+                "use",
+                "-n",
+                "2",
+                "--concurrency",
+                "8",
+                targets=[RECORD_TARGET],
+            ),
+            cwd=REPO,
+            env=env,
+            log=tmp / "replay-record.log",
+        )
+        record.extra["server"] = server.stats()
+        result["record"] = record.to_dict()
+        runs: list[Run] = []
+        for key, xdist in xdists:
+            runs.append(
+                Run(
+                    f"floor, {key}",
+                    floor_command(tmp / "floor-cache", *xdist),
+                    floor,
+                    env,
+                )
+            )
+            runs.append(
+                Run(
+                    f"replay, {key}",
+                    suite_command(dataset, server.url, cache, "replay", *xdist),
+                    REPO,
+                    env,
+                    server,
+                )
+            )
+        measured = run_interleaved(runs, repeat, tmp, "fullsize")
+    comparisons = []
+    goals = []
+    for key, _ in xdists:
+        floor_runs, replay_runs = measured[f"floor, {key}"], measured[f"replay, {key}"]
+        fw, rw = median_wall(floor_runs), median_wall(replay_runs)
+        fr, rr = median_rss(floor_runs), median_rss(replay_runs)
+        note = any_failed(replay_runs) or any_failed(floor_runs)
+        largest = sorted({m.extra.get("largest_process", "?") for m in replay_runs})
+        comparisons.append(
+            {
+                "xdist": key,
+                "floor_walls_s": [round(m.wall_s, 1) for m in floor_runs],
+                "replay_walls_s": [round(m.wall_s, 1) for m in replay_runs],
+                "floor_peak_rss_mb": [round(m.peak_rss_mb) for m in floor_runs],
+                "replay_peak_rss_mb": [round(m.peak_rss_mb) for m in replay_runs],
+                "replay_largest_process": largest,
+                "replay_summary": replay_runs[-1].summary,
+                "replay_server_chats": [m.extra["server"]["replies"] for m in replay_runs],
+            }
+        )
+        size = "" if rows == FULL_ROWS else f" (--quick: {rows} rows)"
+        goals.append(
+            Goal(
+                "full size",
+                f"replay wall time within 1.5x pytest's floor, {key}{size}",
+                f"{rw:.1f} s / {fw:.1f} s",
+                rw / fw,
+                1.5,
+                note=note,
+            )
+        )
+        goals.append(
+            Goal(
+                "full size",
+                f"replay peak RSS within 1.5x pytest's floor, {key}{size}",
+                f"{rr:.0f} MB / {fr:.0f} MB (largest: {', '.join(largest)})",
+                rr / fr,
+                1.5,
+                note=note,
+            )
+        )
+    result.update(comparisons=comparisons, goals=[g.to_dict() for g in goals])
+    result["runs"] = {k: [m.to_dict() for m in v] for k, v in measured.items()}
+    return result
 
 
 # -- 1. harness overhead ---------------------------------------------------------------------
@@ -493,7 +498,10 @@ def bench_concurrency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     available = has_concurrency()
     if available:
         configs += [
-            ("suite -n 2 --concurrency 4", ["-n", "2", "--concurrency", "4"]),
+            (
+                f"suite -n 2 --concurrency {slots}",
+                ["-n", "2", "--concurrency", str(slots)],
+            ),
             (
                 f"suite -p no:xdist --concurrency {slots}",
                 ["-p", "no:xdist", "--concurrency", str(slots)],
@@ -532,7 +540,7 @@ def bench_concurrency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     best = result
             assert best is not None
             runs.append(best)
-    goal_run = next((r for r in runs if "--concurrency 4" in r["label"]), runs[-1])
+    goal_run = next((r for r in runs if "-n 2" in r["label"]), runs[-1])
     return {
         "samples": n,
         "slots": slots,
@@ -540,125 +548,12 @@ def bench_concurrency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "ideal_per_s": ideal,
         "concurrency_available": available,
         "best_of": args.repeat,
-        "goal": "suite -n 2 --concurrency 4 served >= 90% of ideal",
+        "goal": f"suite -n 2 --concurrency {slots} served >= 90% of ideal",
         "goal_run": goal_run["label"],
         "achieved_over_ideal": goal_run["achieved_over_ideal"],
         "met": available and goal_run["achieved_over_ideal"] >= 0.9,
         "runs": runs,
     }
-
-
-# -- 3. full-size replay ---------------------------------------------------------------------
-
-FLOOR_TEST = '''"""pytest's floor: as many trivial parametrized items as the suite has."""
-
-import pytest
-
-N = {n}
-
-
-@pytest.mark.parametrize("i", range(N))
-def test_copies_braces(i):
-    assert True
-
-
-@pytest.mark.parametrize("i", range(N))
-def test_preserves_keys(i):
-    assert True
-
-
-@pytest.mark.parametrize("i", range(N))
-def test_rewrites_prompt(i):
-    assert True
-
-
-@pytest.mark.parametrize("i", range(N))
-def test_truncates(i):
-    assert True
-'''
-
-
-def bench_replay(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    rows = args.replay_rows
-    items = rows * BEHAVIORS_PER_SAMPLE
-    dataset = write_rows(tmp / f"replay-{rows}.jsonl", rows, seed=0)
-    env = bench_env(tmp)
-    cache = tmp / "replay-pytest-cache"
-    floor_dir = tmp / "floor"
-    floor_dir.mkdir()
-    (floor_dir / "pytest.ini").write_text("[pytest]\n")
-    (floor_dir / "test_floor.py").write_text(FLOOR_TEST.format(n=rows))
-    conc = ["--concurrency", "4"] if has_concurrency() else []
-    result: dict[str, Any] = {"rows": rows, "items": items}
-    with FakeServer(latency_ms=0, slots=8, log=tmp / "replay-server.log") as server:
-        # one behavior's module asks for every sample's reply (the cache key is the request,
-        # not the test): a quarter of the items, the same cache
-        record = measure(
-            "record replies (one behavior, -n 2, cache mode use)",
-            suite_command(
-                dataset, server.url, cache, "use", "-n", "2", *conc, target=RECORD_TARGET
-            ),
-            cwd=REPO,
-            env=env,
-            log=tmp / "replay-record.log",
-        )
-        record.extra["server"] = server.stats()
-        result["record"] = record.to_dict()
-        runs: dict[str, Measured] = {}
-        for xdist in (["-p", "no:xdist"], ["-n", "2"]):
-            key = "-n 2" if "-n" in xdist else "no xdist"
-            runs[f"floor, {key}"] = measure(
-                f"pytest floor, {key}",
-                [
-                    PYTHON,
-                    "-m",
-                    "pytest",
-                    "test_floor.py",
-                    "-o",
-                    f"cache_dir={tmp / 'floor-cache'}",
-                    *xdist,
-                ],
-                cwd=floor_dir,
-                env=env,
-                log=tmp / f"floor-{key.replace(' ', '')}.log",
-            )
-            server.reset()
-            replay = measure(
-                f"suite replay, {key}",
-                suite_command(dataset, server.url, cache, "replay", *xdist),
-                cwd=REPO,
-                env=env,
-                log=tmp / f"replay-{key.replace(' ', '')}.log",
-            )
-            replay.extra["server_chats"] = server.stats()["replies"]
-            runs[f"replay, {key}"] = replay
-    comparisons = []
-    for key in ("no xdist", "-n 2"):
-        floor, replay = runs[f"floor, {key}"], runs[f"replay, {key}"]
-        wall_ratio = replay.wall_s / floor.wall_s
-        rss_ratio = replay.peak_rss_mb / floor.peak_rss_mb
-        comparisons.append(
-            {
-                "xdist": key,
-                "floor_wall_s": round(floor.wall_s, 1),
-                "replay_wall_s": round(replay.wall_s, 1),
-                "wall_ratio": round(wall_ratio, 3),
-                "floor_peak_rss_mb": round(floor.peak_rss_mb),
-                "replay_peak_rss_mb": round(replay.peak_rss_mb),
-                "rss_ratio": round(rss_ratio, 3),
-                "exit_codes": {"floor": floor.exit_code, "replay": replay.exit_code},
-                "replay_summary": replay.summary,
-                "met": wall_ratio <= 1.5 and rss_ratio <= 1.5,
-            }
-        )
-    result.update(
-        goal="replay <= 1.5x pytest's floor in wall time and peak RSS, with and without -n 2",
-        comparisons=comparisons,
-        met=all(c["met"] for c in comparisons),
-        runs={k: v.to_dict() for k, v in runs.items()},
-        full_size=rows == FULL_ROWS,
-    )
-    return result
 
 
 def http_round_trip_ms(url: str, n: int = 20) -> float:
@@ -685,7 +580,7 @@ def bench_embedded(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import ollama
 
     from mimicry.client import ModelClient
-    from mimicry.run import size_num_ctx
+    from mimicry.run.plan import size_num_ctx
 
     rows = [json.loads(line) for line in REAL_ROWS.read_text().splitlines() if line.strip()]
     if args.quick:
@@ -781,11 +676,8 @@ def bench_embedded(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return result
 
 
-# -- the table -------------------------------------------------------------------------------
-
-
-def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(benchmark, figure, value, goal, met) for the final table."""
+def legacy_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(benchmark, figure, value, goal, met) of the earlier benchmarks."""
     out: list[tuple[str, str, str, str, str]] = []
 
     def met(flag: bool) -> str:
@@ -834,35 +726,6 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]
                         met(r["met"]) if is_goal else "",
                     )
                 )
-    if "replay" in results:
-        r = results["replay"]
-        if "error" in r:
-            out.append(("replay", "error", r["error"], "", ""))
-        else:
-            size = "" if r["full_size"] else f" (--quick: {r['rows']} rows)"
-            for c in r["comparisons"]:
-                ok = c["wall_ratio"] <= 1.5
-                out.append(
-                    (
-                        "replay",
-                        f"wall, {c['xdist']}, replay / floor{size}",
-                        f"{c['replay_wall_s']:.1f} s / {c['floor_wall_s']:.1f} s = "
-                        f"{c['wall_ratio']:.2f}x",
-                        "<= 1.5x",
-                        met(ok),
-                    )
-                )
-                ok = c["rss_ratio"] <= 1.5
-                out.append(
-                    (
-                        "replay",
-                        f"peak RSS, {c['xdist']}, replay / floor{size}",
-                        f"{c['replay_peak_rss_mb']} MB / {c['floor_peak_rss_mb']} MB = "
-                        f"{c['rss_ratio']:.2f}x",
-                        "<= 1.5x",
-                        met(ok),
-                    )
-                )
     if "embedded" in results:
         r = results["embedded"]
         if "error" in r or "skipped" in r:
@@ -909,30 +772,32 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]
     return out
 
 
-def print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    header = ("benchmark", "figure", "value", "goal", "met")
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    print(line)
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print(line)
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(line)
+# -- the goals -------------------------------------------------------------------------------
 
 
-def heavy_processes() -> list[str]:
-    """Other pytest runs on the machine (they would distort every timing)."""
-    mine = set(_process_tree(os.getpid()))
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in mine:
+def goal_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(group, goal, figures, ratio, limit, met) for every goal measured."""
+    rows = []
+    for name in ("startup", "modules", "compare", "fullsize"):
+        r = results.get(name)
+        if r is None:
             continue
-        with contextlib.suppress(OSError):
-            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-            if "pytest" in cmd and "benchmarks/run.py" not in cmd:
-                found.append(f"{entry.name}: {cmd[:120]}")
-    return found
+        if "error" in r:
+            rows.append((name, "could not run", r["error"], "", "", "NO"))
+            continue
+        for goal in r.get("goals", []):
+            note = f" [{goal['note']}]" if goal.get("note") else ""
+            rows.append(
+                (
+                    goal["group"],
+                    goal["goal"],
+                    goal["figures"] + note,
+                    f"{goal['ratio']:.3f}",
+                    goal["limit"],
+                    "met" if goal["met"] else "NOT MET",
+                )
+            )
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -941,13 +806,17 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    names = ", ".join((*GROUPS, *BENCHMARKS))
     parser.add_argument(
-        "benchmarks", nargs="*", metavar="BENCHMARK", help=f"{', '.join(BENCHMARKS)} (default: all)"
+        "benchmarks", nargs="*", metavar="BENCHMARK", help=f"{names} (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the script")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--repeat", type=int, help="runs per figure (default 3, --quick 1)")
+    parser.add_argument("--repeat", type=int, help="rounds per figure (default 3, --quick 1)")
+    parser.add_argument(
+        "--fullsize-repeat", type=int, help="rounds of the full-size replay (default: --repeat)"
+    )
     parser.add_argument("--requests", type=int, help="overhead: N (default 500, --quick 100)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="overhead: per reply")
     parser.add_argument("--slots", type=int, default=8, help="concurrency: P")
@@ -958,19 +827,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency-samples", type=int, help="concurrency: samples (default 800, --quick 160)"
     )
     parser.add_argument(
-        "--replay-rows", type=int, help=f"replay: rows (default {FULL_ROWS}, --quick 2000)"
+        "--replay-rows", type=int, help=f"fullsize: rows (default {FULL_ROWS}, --quick 2000)"
     )
     parser.add_argument("--num-predict", type=int, default=256, help="embedded: reply cap")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="run nothing: print the goals and the comparison of a --json file as Markdown tables",
+    )
     return parser
 
 
+def markdown(document: dict[str, Any]) -> str:
+    """The goals and the comparison of a results document, as the README's Markdown tables."""
+    from compare import compare_goals, compare_table_rows
+
+    results = document["results"]
+    compared = results.get("compare", {})
+    if (
+        "scenarios" in compared
+    ):  # the goals again from the medians (notes as this script makes them)
+        goals = compare_goals(compared["scenarios"], quick=bool(document.get("quick")))
+        compared["goals"] = [g.to_dict() for g in goals]
+    lines = ["| group | goal | figures | ratio | limit | met |", "|" + " --- |" * 6]
+    for row in goal_rows(results):
+        cells = [c.replace("|", "\\|") for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "compare" in results and "scenarios" in results["compare"]:
+        table = compare_table_rows(results["compare"])
+        lines += ["", "| " + " | ".join(table[0]) + " |", "|" + " --- |" * len(table[0])]
+        lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    return "\n".join(lines)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from compare import bench_compare, compare_table_rows
+
+    # SIGTERM unwinds like Ctrl-C: the command being measured and the fake servers are ended
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
-    unknown = [name for name in args.benchmarks if name not in BENCHMARKS]
-    if unknown:
-        parser.error(f"unknown benchmark(s) {unknown!r}; choose from {', '.join(BENCHMARKS)}")
-    selected = list(dict.fromkeys(args.benchmarks)) or list(BENCHMARKS)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
+    selected: list[str] = []
+    for name in args.benchmarks or ["all"]:
+        if name in GROUPS:
+            selected += GROUPS[name]
+        elif name in BENCHMARKS:
+            selected.append(name)
+        else:
+            known = ", ".join((*GROUPS, *BENCHMARKS))
+            parser.error(f"unknown benchmark {name!r}; choose from {known}")
+    selected = list(dict.fromkeys(selected))
     quick = args.quick
     args.repeat = args.repeat or (1 if quick else 3)
     args.requests = args.requests or (100 if quick else 500)
@@ -981,6 +895,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['memory_gb']} GB, "
         f"Python {info['python']}, load average {info['load_average_at_start']}"
     )
+    print(f"benchmarks: {', '.join(selected)}; {args.repeat} round(s) each")
     busy = heavy_processes()
     if busy:
         print("warning: other pytest processes are running; timings will be distorted:")
@@ -989,14 +904,18 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     failed = False
     runners = {
+        "startup": bench_startup,
+        "modules": bench_modules,
+        "compare": bench_compare,
+        "fullsize": bench_fullsize,
         "overhead": bench_overhead,
         "concurrency": bench_concurrency,
-        "replay": bench_replay,
         "embedded": bench_embedded,
     }
     tmp = Path(tempfile.mkdtemp(prefix="mimicry-bench-"))
+    started_all = time.perf_counter()
     try:
-        if set(selected) & {"overhead", "concurrency", "replay"}:
+        if set(selected) - {"embedded"}:
             warm_up(tmp)
         for name in selected:
             print(f"\n== {name}", flush=True)
@@ -1013,12 +932,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nkept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print()
-    print_table(summary_rows(results))
+    load_end = ""
+    with contextlib.suppress(OSError):
+        load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"\n{time.perf_counter() - started_all:.0f} s in all; load average at the end {load_end}")
+    if "compare" in results and "scenarios" in results["compare"]:
+        print("\nthe comparison (median wall seconds, start-up included):")
+        table = compare_table_rows(results["compare"])
+        print_table(table[1:], header=table[0])
+        for note in results["compare"].get("notes", []):
+            print(f"  skipped: {note}")
+    legacy = legacy_rows(results)
+    if legacy:
+        print("\nearlier benchmarks:")
+        print_table(legacy)
+    goals = goal_rows(results)
+    if goals:
+        print("\nthe goals (issue 12):")
+        print_table(goals, header=("group", "goal", "figures", "ratio", "limit", "met"))
     document = {
         "command": shlex.join([Path(PYTHON).name, "benchmarks/run.py", *(argv or sys.argv[1:])]),
         "quick": quick,
         "machine": info,
+        "load_average_at_end": load_end,
         "other_pytest_processes": busy,
         "results": results,
     }
