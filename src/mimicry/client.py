@@ -28,16 +28,21 @@ import reprlib
 import shlex
 import socket
 import ssl
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpcore
 import httpx
-import ollama
+
+if TYPE_CHECKING:
+    import ollama
 
 from mimicry.core.samples import REPLY_COUNTERS
 
@@ -336,8 +341,10 @@ _FailureKind = Literal["connect", "timeout", "protocol", "network", "status", "m
 # TypeError: ollama builds its response with `**body`, which fails on a JSON body that is not an
 # object (`[]`, `null`); the messages were checked before sending, so it can only be the reply.
 # TimeoutError: the async client's deadline (asyncio.timeout) expired.
-_TRANSLATED = (
-    ollama.ResponseError,
+# ollama is imported for the first chat only (a run whose replies are all cached, and the
+# preflight, which reads plain JSON through httpx, never load it and pydantic): its
+# ResponseError joins these in _chat_errors().
+_TRANSLATED: tuple[type[Exception], ...] = (
     httpx.HTTPError,
     ConnectionError,
     TimeoutError,
@@ -345,6 +352,13 @@ _TRANSLATED = (
     AttributeError,
     TypeError,
 )
+
+
+@cache
+def _chat_errors() -> tuple[type[Exception], ...]:
+    import ollama
+
+    return (ollama.ResponseError, *_TRANSLATED)
 
 
 @dataclass(frozen=True)
@@ -400,7 +414,8 @@ def _status_failure(status: int, text: str, retry_after: float | None) -> _Failu
 
 def _classify(exc: BaseException, timeout_s: float) -> _Failure | None:
     """Translate one attempt's exception into a failure, or None if it is not ours to translate."""
-    if isinstance(exc, ollama.ResponseError):
+    ollama = sys.modules.get("ollama")  # not loaded: exc cannot be one of its errors
+    if ollama is not None and isinstance(exc, ollama.ResponseError):
         # ollama raises ResponseError inside its `except httpx.HTTPStatusError` block, so the
         # original response (and its Retry-After header) is the implicit __context__.
         context = exc.__context__
@@ -569,7 +584,7 @@ class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's transport (through ``proxy`` if given) whose connections keep the deadline."""
 
     def __init__(self, proxy: str | None = None) -> None:
-        super().__init__(proxy=proxy)
+        super().__init__(proxy=proxy, verify=_tls_context())
         # httpx takes no network backend; the httpcore pool it builds keeps its own as
         # `_network_backend`: wrap that one, and refuse to run without the deadline otherwise
         pool = getattr(self, "_pool", None)
@@ -582,6 +597,13 @@ class _DeadlineTransport(httpx.HTTPTransport):
                 "with a network backend); install httpx 0.28 and httpcore 1.0 (constraints.txt)"
             )
         pool._network_backend = _DeadlineBackend(pool._network_backend)
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), made once
+    per process: loading the certificates costs tens of milliseconds each time."""
+    return httpx.create_ssl_context(trust_env=True)
 
 
 def _env_proxy(url: str) -> str | None:
@@ -843,18 +865,30 @@ class ModelClient(_Base):
         super().__init__(host, retry, headers)
         self._sleep = sleep
         self._closed = False
-        self._client = ollama.Client(
-            host=self.host,
-            timeout=retry.timeout_s,
-            headers=self._headers,
-            transport=_deadline_transport(self.host),
-        )
+        self._client: ollama.Client | None = None  # made by the first chat
+        self._client_lock = threading.Lock()
+
+    def _ollama_client(self) -> ollama.Client:
+        with self._client_lock:
+            if self._client is None and not self._closed:
+                import ollama
+
+                self._client = ollama.Client(
+                    host=self.host,
+                    timeout=self.retry.timeout_s,
+                    headers=self._headers,
+                    transport=_deadline_transport(self.host),
+                )
+            return self._client  # type: ignore[return-value]  # None only once closed
 
     def close(self) -> None:
         """Close the connection pool, ending the requests still running in other threads
         (they raise :class:`RequestFailed` at once, without retrying)."""
-        self._closed = True
-        self._client.close()  # type: ignore[no-untyped-call]  # ollama leaves close() unannotated
+        with self._client_lock:
+            self._closed = True
+            client = self._client
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]  # ollama leaves close() unannotated
 
     def __enter__(self) -> ModelClient:
         return self
@@ -875,13 +909,16 @@ class ModelClient(_Base):
         """
         checked, sent_options = _checked_messages(messages), dict(options)
         attempts = self._chat_attempts(model)
+        errors = _chat_errors()
         while True:
             try:
+                if self._closed:
+                    raise httpx.ConnectError("the client was closed")
                 with _deadline(self.retry.timeout_s):
-                    response = self._client.chat(
+                    response = self._ollama_client().chat(
                         model=model, messages=checked, options=sent_options, stream=False
                     )
-            except _TRANSLATED as exc:
+            except errors as exc:
                 if self._closed:  # the run is ending (Ctrl-C, a stop): no retry
                     raise RequestFailed(
                         f"POST /api/chat for model {model!r} at {self.host!r}: the client was "
@@ -1008,6 +1045,8 @@ class AsyncModelClient(_Base):
     ) -> None:
         super().__init__(host, retry, headers)
         self._sleep = sleep
+        import ollama
+
         self._client = ollama.AsyncClient(
             host=self.host, timeout=retry.timeout_s, headers=self._headers
         )
@@ -1034,7 +1073,7 @@ class AsyncModelClient(_Base):
                     response = await self._client.chat(
                         model=model, messages=checked, options=sent_options, stream=False
                     )
-            except _TRANSLATED as exc:
+            except _chat_errors() as exc:
                 await self._sleep(attempts.after_failure(exc))
                 continue
             return _reply(response)
