@@ -30,7 +30,14 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 TOOLS_DIR = BENCH_DIR / ".tools"
-PYTHON = sys.executable
+#: The Python the measured commands run: a user's install (``pip install -e '.[embedded]'``,
+#: made by install_tools.sh in .tools/user-venv) when there is one, else this one. The project's
+#: own virtualenv also holds the test tools, and selenium's trio, which httpcore imports when it
+#: is installed, adds 0.17 s to every process that talks HTTP: no user's install pays that.
+USER_PYTHON = TOOLS_DIR / "user-venv" / "bin" / "python"
+PYTHON = os.environ.get("MIMICRY_BENCH_PYTHON") or (
+    str(USER_PYTHON) if USER_PYTHON.exists() else sys.executable
+)
 REAL_ROWS = REPO.parent / "shared" / "data" / "lmsys-arena-sample" / "train-first32.jsonl"
 FAKE_MODEL = "fake-model:1b"
 #: The context length the fake server reports for its model (its default).

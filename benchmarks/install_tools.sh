@@ -24,4 +24,10 @@ if [ ! -x .tools/inspect-venv/bin/python ]; then
   "$PYTHON" -m venv .tools/inspect-venv
 fi
 .tools/inspect-venv/bin/pip install --quiet "inspect-ai==${INSPECT_VERSION}"
-echo "installed: promptfoo ${PROMPTFOO_VERSION} (Node ${NODE_VERSION}), inspect-ai ${INSPECT_VERSION}"
+# the suite's measured commands run in a user's install: the package and the embedded engine,
+# none of the project's test tools (benchmarks/harness.py: USER_PYTHON)
+if [ ! -x .tools/user-venv/bin/python ]; then
+  "$PYTHON" -m venv .tools/user-venv
+fi
+.tools/user-venv/bin/pip install --quiet -c ../constraints.txt -e "..[embedded]"
+echo "installed: promptfoo ${PROMPTFOO_VERSION} (Node ${NODE_VERSION}), inspect-ai ${INSPECT_VERSION}, mimicry-evals in .tools/user-venv"
