@@ -812,3 +812,21 @@ def test_async_chat_does_not_retry_a_4xx(httpserver: HTTPServer, sleeps: list[fl
         asyncio.run(run())
     assert (info.value.attempts, info.value.status) == (1, 400)
     assert sleeps == []
+
+
+def test_plain_http_loads_no_certificates_and_https_verifies() -> None:
+    """An http:// host skips loading the CA certificates (tens of ms per start) with a context
+    that still verifies and trusts nothing, so TLS reached by a redirect fails closed."""
+    import ssl
+
+    from mimicry import client as client_module
+
+    plain = client_module._deadline_transport("http://127.0.0.1:11434")
+    tls = client_module._deadline_transport("https://ollama.example:443")
+    plain_context = plain._pool._ssl_context  # type: ignore[attr-defined]
+    tls_context = tls._pool._ssl_context  # type: ignore[attr-defined]
+    for context in (plain_context, tls_context):
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+    assert plain_context.cert_store_stats()["x509_ca"] == 0
+    assert tls_context.cert_store_stats()["x509_ca"] > 0

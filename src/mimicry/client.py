@@ -583,8 +583,8 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's transport (through ``proxy`` if given) whose connections keep the deadline."""
 
-    def __init__(self, proxy: str | None = None) -> None:
-        super().__init__(proxy=proxy, verify=_tls_context())
+    def __init__(self, proxy: str | None, tls: ssl.SSLContext) -> None:
+        super().__init__(proxy=proxy, verify=tls)
         # httpx takes no network backend; the httpcore pool it builds keeps its own as
         # `_network_backend`: wrap that one, and refuse to run without the deadline otherwise
         pool = getattr(self, "_pool", None)
@@ -606,6 +606,14 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=True)
 
 
+@cache
+def _no_tls_context() -> ssl.SSLContext:
+    """For a plain-HTTP host reached directly or through a plain-HTTP proxy, where no TLS is
+    spoken: it verifies like any client context but trusts no certificate, so a redirect to
+    https fails closed instead of loading the certificates on every start."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def _env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTP_PROXY``, ``HTTPS_PROXY``,
     ``ALL_PROXY``, less ``NO_PROXY``), which httpx no longer looks up once given a transport."""
@@ -618,7 +626,9 @@ def _env_proxy(url: str) -> str | None:
 
 
 def _deadline_transport(host: str) -> _DeadlineTransport:
-    return _DeadlineTransport(proxy=_env_proxy(host))
+    proxy = _env_proxy(host)
+    plain = all(url.startswith("http://") for url in (host, proxy or "http://"))
+    return _DeadlineTransport(proxy, _no_tls_context() if plain else _tls_context())
 
 
 class _Attempts:
