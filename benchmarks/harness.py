@@ -38,7 +38,10 @@ USER_PYTHON = TOOLS_DIR / "user-venv" / "bin" / "python"
 PYTHON = os.environ.get("MIMICRY_BENCH_PYTHON") or (
     str(USER_PYTHON) if USER_PYTHON.exists() else sys.executable
 )
+#: The 32 real rows: ../shared's copy, else the package's copy of the same file.
 REAL_ROWS = REPO.parent / "shared" / "data" / "lmsys-arena-sample" / "train-first32.jsonl"
+if not REAL_ROWS.is_file():
+    REAL_ROWS = REPO / "src" / "mimicry" / "data" / "lmsys-arena-sample" / "train-first32.jsonl"
 FAKE_MODEL = "fake-model:1b"
 #: The context length the fake server reports for its model (its default).
 FAKE_CONTEXT_LENGTH = 32768

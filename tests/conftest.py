@@ -42,7 +42,16 @@ if "MIMICRY_TESTS_KEEP_XDG_CACHE" not in os.environ:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "lmsys-arena-sample"
-REAL_ROWS_JSONL = SHARED_SAMPLE_DIR / "train-first32.jsonl"
+BUNDLED_ROWS_JSONL = (
+    REPO_ROOT / "src" / "mimicry" / "data" / "lmsys-arena-sample" / "train-first32.jsonl"
+)
+#: The 32 real rows: the project's shared copy beside the checkout when there is one, else the
+#: package's copy of the same file (a clone on its own; a test checks they are byte for byte one).
+REAL_ROWS_JSONL = (
+    SHARED_SAMPLE_DIR / "train-first32.jsonl"
+    if (SHARED_SAMPLE_DIR / "train-first32.jsonl").is_file()
+    else BUNDLED_ROWS_JSONL
+)
 
 
 #: The marked groups a plain `pytest tests` leaves out (README, "Running the project's tests").
@@ -89,7 +98,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def real_rows_path() -> Path:
-    """The 32 real dataset rows in ../shared (the package ships them as --dataset sample)."""
+    """The 32 real dataset rows (../shared's, else the package's copy)."""
     if not REAL_ROWS_JSONL.is_file():
-        pytest.fail(f"the shared sample rows are missing: {REAL_ROWS_JSONL}")
+        pytest.fail(f"the sample rows are missing: {REAL_ROWS_JSONL}")
     return REAL_ROWS_JSONL

@@ -112,6 +112,8 @@ def fake_hub_copy(cache: Path, dataset_id: str, rows: Path, split: str = "train"
 def test_the_bundled_rows_are_the_shared_rows_byte_for_byte() -> None:
     bundled = files("mimicry").joinpath(*BUNDLED_SAMPLE_PARTS)
     shared = SHARED_SAMPLE_DIR / "train-first32.jsonl"
+    if not shared.is_file():  # a clone on its own; in CI ../shared is there (and skips fail)
+        pytest.skip(f"no shared copy to compare with at {shared}")
 
     assert bundled.read_bytes() == shared.read_bytes()
     assert len(bundled.read_bytes().splitlines()) == BUNDLED_SAMPLE_ROWS
