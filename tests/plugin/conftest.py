@@ -50,10 +50,9 @@ def pinned_imitations() -> ReplyFn:
     """:func:`imitating_reply` for the shared rows, computed before any run: the fake then
     answers by the id the prompt starts with, without parsing the record.
 
-    A fake in this process that parses records (``ast.literal_eval``, in its threads) while an
-    in-process run formats a failed assertion (pytest parses the test's file, in the main
-    thread) trips a race in CPython 3.11.7's AST constructor: ``SystemError: AST constructor
-    recursion depth mismatch`` and an INTERNALERROR (python/cpython#106905, fixed in 3.11.8).
+    (Where the fake does read a record, it reads it with tokenize, never ast, in its threads:
+    see :func:`mimicry.testing.fake_ollama.read_literal` and python/cpython#106905, fixed in
+    3.11.8, which this machine's 3.11.7 still has.)
     """
     return replies_by_id(_imitations(), default=imitating_reply)
 

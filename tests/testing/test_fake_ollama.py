@@ -6,6 +6,7 @@ Every test waits on the fake's own counters (a condition), never on a sleep.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -23,6 +24,8 @@ from typing import Any
 import httpx
 import ollama
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mimicry.testing import (
     CHAT,
@@ -35,6 +38,7 @@ from mimicry.testing import (
     plain_answer,
     replies_by_id,
 )
+from mimicry.testing.fake_ollama import read_literal
 from tests.conftest import REAL_ROWS_JSONL
 
 ROW = json.loads(REAL_ROWS_JSONL.read_text().splitlines()[0])
@@ -471,3 +475,33 @@ def test_the_command_line_rejects_bad_values(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--slots 0" in result.stderr
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),  # any code point, lone surrogates included
+        lambda children: (
+            st.lists(children)
+            | st.tuples(children, children)
+            | st.dictionaries(st.text() | st.integers(), children)
+        ),
+        max_leaves=12,
+    )
+)
+def test_the_record_is_read_without_ast_exactly_as_ast_reads_it(value: object) -> None:
+    """The fake reads a request's record with tokenize (an ast call in its threads can race
+    pytest's assertion rewriting on CPython 3.11): the same value as ast.literal_eval."""
+    text = repr(value)
+    assert read_literal(text) == ast.literal_eval(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["{'a': f(x)}", "__import__('os')", "{'a' 1}", "[1, 2", "1 2", "b'x'", "1j", ""]
+)
+def test_what_is_not_a_plain_literal_is_no_record(text: str) -> None:
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": text}], options={})
+    assert request.record is None

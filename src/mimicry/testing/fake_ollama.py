@@ -32,12 +32,12 @@ Faults (refusing, hanging, 5xx, bodies cut or trickled) are a layer over it:
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import dataclasses
 import email.utils
 import hashlib
 import http.server
+import io
 import json
 import math
 import os
@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import tokenize
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -113,12 +114,109 @@ _WORDS = re.compile(r"\S+\s*|\s+")
 # -- what a reply function gets and gives -------------------------------------------------------
 
 
+_SKIPPED_TOKENS = frozenset(
+    {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+)
+_CLOSERS = {"{": "}", "[": "]", "(": ")"}
+_NAMES = {"True": True, "False": False, "None": None}
+
+
+def read_literal(text: str) -> Any:
+    """The Python literal ``text`` is the repr of: dicts, lists, tuples, strings, numbers,
+    True, False and None, as ``ast.literal_eval`` reads them; ValueError for anything else.
+
+    Read with :mod:`tokenize`, not :mod:`ast`: this server answers from its own threads, and
+    CPython 3.11 keeps the recursion depth of its AST conversion per interpreter, not per
+    thread, so an ``ast.literal_eval`` here racing an ``ast.parse`` in another thread (pytest
+    rewriting a test module's asserts, in a run this server answers) can fail either one with
+    ``SystemError: AST constructor recursion depth mismatch``.
+    """
+    tokens = [
+        token
+        for token in tokenize.generate_tokens(io.StringIO(text.strip()).readline)
+        if token.type not in _SKIPPED_TOKENS
+    ]
+    position = 0
+
+    def peek() -> tokenize.TokenInfo:
+        if position >= len(tokens):
+            raise ValueError("the literal ends early")
+        return tokens[position]
+
+    def take(expected: str | None = None) -> tokenize.TokenInfo:
+        nonlocal position
+        token = peek()
+        if expected is not None and token.string != expected:
+            raise ValueError(f"expected {expected!r}, found {token.string!r}")
+        position += 1
+        return token
+
+    def value() -> Any:
+        token = take()
+        if token.type == tokenize.OP and token.string in _CLOSERS:
+            closer, items, pairs = _CLOSERS[token.string], [], []
+            while peek().string != closer:
+                item = value()
+                if token.string == "{":
+                    take(":")
+                    pairs.append((item, value()))
+                else:
+                    items.append(item)
+                if peek().string != closer:
+                    take(",")
+            take(closer)
+            if token.string == "{":
+                return dict(pairs)
+            return items if token.string == "[" else tuple(items)
+        if token.type == tokenize.STRING:
+            parts = [_string_value(token.string)]
+            while position < len(tokens) and peek().type == tokenize.STRING:
+                parts.append(_string_value(take().string))
+            return "".join(parts)
+        if token.type == tokenize.NUMBER:
+            return _number(token.string)
+        if token.string in ("-", "+") and peek().type == tokenize.NUMBER:
+            number = _number(take().string)
+            return -number if token.string == "-" else number
+        if token.type == tokenize.NAME and token.string in _NAMES:
+            return _NAMES[token.string]
+        raise ValueError(f"not a literal: {token.string!r}")
+
+    result = value()
+    if position != len(tokens):
+        raise ValueError(f"text after the literal: {tokens[position].string!r}")
+    return result
+
+
+def _string_value(literal: str) -> str:
+    prefix = literal[: len(literal) - len(literal.lstrip("rRbBuUfF"))]
+    if prefix.lower() not in ("", "u"):
+        raise ValueError(f"a {prefix!r} string is not read here")
+    body = literal[len(prefix) :]
+    quote = body[:3] if body[:3] in ("'''", '"""') else body[0]
+    body = body[len(quote) : -len(quote)]
+    # Python's escapes, with every character beyond Latin-1 first written as an escape itself
+    return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def _number(literal: str) -> int | float:
+    text = literal.replace("_", "")
+    if text[-1:] in "jJ":
+        raise ValueError(f"a complex number is not read here: {literal!r}")
+    if text.lower().startswith(("0x", "0o", "0b")):
+        return int(text, 0)
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """A ``/api/chat`` or ``/api/generate`` request, as a reply function sees it.
 
     ``/api/generate``'s ``prompt`` (and ``system``) arrive as ``messages`` too. ``record`` is the
-    last user message parsed as a Python literal (``ast.literal_eval``: the suite sends the repr
+    last user message parsed as a Python literal (:func:`read_literal`: the suite sends the repr
     of a dataset row), None when that is not a dict; it is parsed on first use only.
     """
 
@@ -139,8 +237,8 @@ class ChatRequest:
     def record(self) -> dict[str, Any] | None:
         """The dataset record the user message is the repr of, else None."""
         try:
-            value = ast.literal_eval(self.content)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = read_literal(self.content)
+        except (ValueError, SyntaxError, tokenize.TokenError, MemoryError, RecursionError):
             return None
         return value if isinstance(value, dict) else None
 
