@@ -19,9 +19,9 @@ def test_prompt_is_byte_identical_to_the_row_repr(real_rows_path: Path) -> None:
     assert str(ds[0]).startswith("{'id': 30192, 'model_a': 'gpt-4-1106-preview'")
 
 
-def test_csv_and_jsonl_give_the_same_rows(real_rows_path: Path) -> None:
+def test_csv_and_jsonl_give_the_same_rows(real_rows_path: Path, real_rows_csv: Path) -> None:
     jsonl = load_rows(DatasetSpec(str(real_rows_path)))
-    csv = load_rows(DatasetSpec(str(real_rows_path.with_suffix(".csv"))))
+    csv = load_rows(DatasetSpec(str(real_rows_csv)))
 
     assert [str(r) for r in jsonl] == [str(r) for r in csv]
 

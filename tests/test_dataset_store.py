@@ -81,9 +81,13 @@ def run_python(code: str, *args: str, timeout: float = 120) -> str:
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_the_real_rows_read_back_byte_identical(
-    real_rows_path: Path, rows_dir: Path, env: dict[str, str], suffix: str
+    request: pytest.FixtureRequest,
+    real_rows_path: Path,
+    rows_dir: Path,
+    env: dict[str, str],
+    suffix: str,
 ) -> None:
-    source = real_rows_path.with_suffix(suffix)
+    source = real_rows_path if suffix == ".jsonl" else request.getfixturevalue("real_rows_csv")
     ds = load_rows(DatasetSpec(str(source)))
     with build(source, rows_dir, env) as store:
         assert len(store) == len(ds) == 32
