@@ -879,8 +879,11 @@ class ModelClient(_Base):
         self._client_lock = threading.Lock()
 
     def _ollama_client(self) -> ollama.Client:
+        """The ollama client, made at the first chat; a closed client asks nothing more."""
         with self._client_lock:
-            if self._client is None and not self._closed:
+            if self._closed:  # chat() turns this into "the client was closed", not retried
+                raise httpx.ConnectError("the client was closed")
+            if self._client is None:
                 import ollama
 
                 self._client = ollama.Client(
@@ -889,7 +892,7 @@ class ModelClient(_Base):
                     headers=self._headers,
                     transport=_deadline_transport(self.host),
                 )
-            return self._client  # type: ignore[return-value]  # None only once closed
+            return self._client
 
     def close(self) -> None:
         """Close the connection pool, ending the requests still running in other threads
@@ -922,8 +925,6 @@ class ModelClient(_Base):
         errors = _chat_errors()
         while True:
             try:
-                if self._closed:
-                    raise httpx.ConnectError("the client was closed")
                 with _deadline(self.retry.timeout_s):
                     response = self._ollama_client().chat(
                         model=model, messages=checked, options=sent_options, stream=False

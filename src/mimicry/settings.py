@@ -369,17 +369,9 @@ def resolve(cli: Mapping[str, object], ini: Mapping[str, str | None]) -> Setting
         max_errors=parse_error_budget(req("max_errors")),
         embedded_gguf=_path(text("embedded_gguf")),
         embedded_model_name=text("embedded_model_name"),
-        embedded_threads=(
-            None
-            if req("embedded_threads").strip().lower() == "auto"
-            else _int("embedded_threads", req("embedded_threads"), minimum=1)
-        ),
+        embedded_threads=_int_or_auto("embedded_threads", req("embedded_threads")),
         judge_model=text("judge_model"),
-        concurrency=(
-            None
-            if req("concurrency").strip().lower() == "auto"
-            else _int("concurrency", req("concurrency"), minimum=1)
-        ),
+        concurrency=_int_or_auto("concurrency", req("concurrency")),
         repeat=_int("repeat", req("repeat"), minimum=1),
         baseline=_path(text("baseline")),
         save_baseline=_path(text("save_baseline")),
@@ -456,6 +448,11 @@ def _convert(
     if minimum is not None and result < minimum:
         raise SettingsError(f"{_flag(name)} {value!r}: must be at least {minimum}")
     return result
+
+
+def _int_or_auto(name: str, value: str) -> int | None:
+    """A positive int, or None for ``auto``."""
+    return None if value.strip().lower() == "auto" else _int(name, value, minimum=1)
 
 
 def _int(name: str, value: str, minimum: int | None = None) -> int:

@@ -436,17 +436,22 @@ UNREADABLE_ROWS = {
 }
 
 
+def run_on_rows(suite: Suite, fault_server: FaultyOllama, rows: Path) -> pytest.RunResult:
+    """A run of the suite on the rows in ``rows``, against ``fault_server``."""
+    return suite.run(
+        f"--ollama-host={fault_server.url}",
+        f"--model={fault_server.model.name}",
+        f"--dataset={rows}",
+    )
+
+
 @pytest.mark.parametrize("name", list(UNREADABLE_ROWS))
 def test_rows_that_cannot_be_read_are_a_usage_error_not_a_traceback(
     suite: Suite, fault_server: FaultyOllama, name: str
 ) -> None:
     rows = suite.pytester.path / "rows.jsonl"
     rows.write_bytes(UNREADABLE_ROWS[name])
-    result = suite.run(
-        f"--ollama-host={fault_server.url}",
-        f"--model={fault_server.model.name}",
-        f"--dataset={rows}",
-    )
+    result = run_on_rows(suite, fault_server, rows)
 
     assert_no_traceback(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -458,11 +463,7 @@ def test_rows_with_the_same_id_are_a_usage_error(suite: Suite, fault_server: Fau
     rows = suite.pytester.path / "rows.jsonl"
     other = dict(BASE_ROW, prompt='["Another question"]')
     rows.write_text(f"{json.dumps(BASE_ROW)}\n{json.dumps(other)}\n")
-    result = suite.run(
-        f"--ollama-host={fault_server.url}",
-        f"--model={fault_server.model.name}",
-        f"--dataset={rows}",
-    )
+    result = run_on_rows(suite, fault_server, rows)
 
     assert_no_traceback(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR

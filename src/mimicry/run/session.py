@@ -477,8 +477,6 @@ class EvalRun:
                     self._prefetch_wake.wait()  # a request ended, or the run is stopping
                     if self._stop_prefetch.is_set():
                         return
-                if self._stop_prefetch.is_set():
-                    return
                 record = self.row(index)
                 if record_problem(record) is not None:
                     continue
